@@ -1,0 +1,131 @@
+//! The HTTP skeleton every service shares: one place decides the middleware order, body
+//! limit, extractor error shapes, health routes and the outgoing client's timeouts.
+
+use std::net::TcpListener;
+
+use actix_web::{
+    App, HttpRequest, HttpResponse, HttpServer,
+    dev::Server,
+    error::{PathError, QueryPayloadError},
+    http::StatusCode,
+    middleware::{Logger, from_fn},
+    web,
+};
+use serde_json::json;
+
+use crate::{
+    db::{self, DbError, Pool},
+    problem::{self, Problem},
+    request_id,
+    settings::{ClientSettings, ServerSettings},
+};
+
+/// The configured body limit, for error messages.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyLimit(pub usize);
+
+/// Binds the listener a service will serve on.
+pub fn bind(settings: &ServerSettings) -> std::io::Result<TcpListener> {
+    TcpListener::bind((settings.host.as_str(), settings.port))
+}
+
+/// Starts a service's HTTP server on `listener`.
+///
+/// `configure` registers the service's own routes and data; this adds, for every service:
+/// access log → request id → problem+json for bare errors (outermost first), the body limit,
+/// 400 problem+json for bad path and query parameters, the pool as `web::Data<Pool>`, and
+/// `GET /health` and `GET /ready`. SIGTERM/SIGINT stop it gracefully: in-flight requests get
+/// `shutdown_timeout` to finish.
+pub fn serve<F>(
+    listener: TcpListener,
+    settings: &ServerSettings,
+    pool: Pool,
+    configure: F,
+) -> std::io::Result<Server>
+where
+    F: Fn(&mut web::ServiceConfig) + Send + Clone + 'static,
+{
+    let body_limit = settings.body_limit;
+    let pool = web::Data::new(pool);
+    let mut server = HttpServer::new(move || {
+        App::new()
+            .wrap(problem::middleware())
+            .wrap(from_fn(request_id::middleware))
+            .wrap(Logger::new(r#"%a "%r" %s %b %Dms req=%{x-request-id}o"#).exclude("/health"))
+            .app_data(web::PayloadConfig::new(body_limit))
+            .app_data(BodyLimit(body_limit))
+            .app_data(web::PathConfig::default().error_handler(path_error))
+            .app_data(web::QueryConfig::default().error_handler(query_error))
+            .app_data(pool.clone())
+            .route("/health", web::get().to(health))
+            .route("/ready", web::get().to(ready))
+            .configure(configure.clone())
+    })
+    .listen(listener)?
+    .shutdown_timeout(settings.shutdown_timeout.as_secs());
+    if let Some(workers) = settings.workers {
+        server = server.workers(workers);
+    }
+    Ok(server.run())
+}
+
+fn path_error(err: PathError, req: &HttpRequest) -> actix_web::Error {
+    let detail = match req.match_info().iter().next() {
+        Some((name, value)) => format!("{name}: {value:?} is not a valid value"),
+        None => err.to_string(),
+    };
+    Problem::new(StatusCode::BAD_REQUEST, detail).into()
+}
+
+fn query_error(err: QueryPayloadError, _: &HttpRequest) -> actix_web::Error {
+    Problem::new(
+        StatusCode::BAD_REQUEST,
+        format!("invalid query string: {err}"),
+    )
+    .into()
+}
+
+/// Liveness: the process answers.
+async fn health() -> HttpResponse {
+    HttpResponse::Ok().json(json!({"status": "OK"}))
+}
+
+/// Readiness: the database answers.
+async fn ready(pool: web::Data<Pool>) -> HttpResponse {
+    match db::run(&pool, |conn| db::ping(conn).map_err(DbError::from)).await {
+        Ok(()) => HttpResponse::Ok().json(json!({"status": "OK", "database": "up"})),
+        Err(e) => {
+            log::warn!("readiness check failed: {e}");
+            problem::response(StatusCode::SERVICE_UNAVAILABLE, "database unavailable")
+        }
+    }
+}
+
+/// The client for calls to other services: connect and total timeouts from settings, no
+/// redirects, no proxies from the environment (calls stay inside the cluster).
+pub fn client(settings: &ClientSettings) -> anyhow::Result<reqwest::Client> {
+    // reqwest is built without a bundled TLS provider; ring is lighter than aws-lc.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+        .connect_timeout(settings.http_connect_timeout)
+        .timeout(settings.http_timeout)
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .user_agent(concat!("shop/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| anyhow::anyhow!("cannot build the HTTP client: {e}"))
+}
+
+/// Adds the current request's id to an outgoing call.
+pub trait PropagateRequestId {
+    fn propagate_request_id(self) -> Self;
+}
+
+impl PropagateRequestId for reqwest::RequestBuilder {
+    fn propagate_request_id(self) -> Self {
+        match request_id::current() {
+            Some(id) => self.header(request_id::HEADER.as_str(), id),
+            None => self,
+        }
+    }
+}

@@ -1,0 +1,38 @@
+//! Mechanics shared by the four shop services — and nothing else.
+//!
+//! Every service (`auth`, `billing`, `order`, `notification`) is a library that owns its
+//! domain, its database schema and its routes. What they have in common lives here, once:
+//!
+//! | module | what it gives a service |
+//! |---|---|
+//! | [`settings`] | typed settings from flat environment variables, with local defaults |
+//! | [`db`] | one binary on PostgreSQL or SQLite: pool, pragmas, migrations, `web::block` helper |
+//! | [`problem`] | RFC 9457 problem+json responses, and the middleware that makes every error one |
+//! | [`json`] | a JSON body extractor whose errors name the offending field |
+//! | [`money`] | `Money`: integer minor units inside, an exact decimal JSON number outside |
+//! | [`identity`] | the `Identity` extractor built from the forward-auth headers |
+//! | [`request_id`] | `X-Request-Id` on every response, log line and downstream call |
+//! | [`http`] | the server skeleton (middleware, health routes) and the outgoing HTTP client |
+//! | [`telemetry`] | logging set-up |
+//! | [`cli`] | the `serve` / `migrate` command line every binary shares |
+//!
+//! Business rules never live here: if a type means something to a customer (a login, an
+//! order), it belongs to the service that owns it. `Money` is the one exception, because it
+//! is a wire format that three services must read and write identically.
+
+pub mod cli;
+pub mod db;
+pub mod http;
+pub mod identity;
+pub mod json;
+pub mod money;
+pub mod problem;
+pub mod request_id;
+pub mod settings;
+pub mod telemetry;
+#[cfg(feature = "test-util")]
+pub mod testing;
+
+pub use identity::Identity;
+pub use json::Json;
+pub use money::Money;

@@ -1,0 +1,43 @@
+//! Helpers for the services' integration tests (feature `test-util`).
+//!
+//! Every test gets its own database: a fresh SQLite file by default, or a fresh PostgreSQL
+//! database created on the server named by `TEST_DATABASE_URL` when it is set. The test
+//! command runs the whole suite once per backend.
+
+use diesel::{Connection, RunQueryDsl, pg::PgConnection};
+
+use crate::db::{self, Backend};
+
+/// Which backend this test run uses, for messages.
+pub fn backend() -> Backend {
+    match std::env::var("TEST_DATABASE_URL") {
+        Ok(url) if !url.is_empty() => db::Backend::of(&url),
+        _ => Backend::Sqlite,
+    }
+}
+
+/// A `DATABASE_URL` for a brand-new, empty database named after `service`.
+pub fn fresh_database_url(service: &str) -> String {
+    let unique = uuid::Uuid::new_v4().simple().to_string();
+    match std::env::var("TEST_DATABASE_URL") {
+        Ok(admin_url) if !admin_url.is_empty() => {
+            let name = format!("{service}_{}", &unique[..16]);
+            let mut admin = PgConnection::establish(&admin_url)
+                .unwrap_or_else(|e| panic!("TEST_DATABASE_URL: cannot connect: {e}"));
+            diesel::sql_query(format!(r#"CREATE DATABASE "{name}""#))
+                .execute(&mut admin)
+                .expect("create test database");
+            let base = admin_url.split('?').next().unwrap_or(&admin_url);
+            let (server, _) = base
+                .rsplit_once('/')
+                .expect("TEST_DATABASE_URL has a database");
+            format!("{server}/{name}")
+        }
+        _ => {
+            let dir = std::env::temp_dir().join("shop-tests").join(&unique);
+            dir.join(format!("{service}.db"))
+                .to_string_lossy()
+                .into_owned()
+        }
+    }
+}
