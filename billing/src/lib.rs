@@ -1,1 +1,44 @@
-pub fn x() {}
+//! `billing`: one account per user, deposits and withdrawals, a ledger, and the internal
+//! payment endpoint through which `order` charges an order exactly once.
+//!
+//! Layout: [`domain`] parses input into types that are valid by construction, [`db`] holds
+//! every query (each balance change is one conditional UPDATE plus a ledger row in one
+//! transaction), [`routes`] is the HTTP surface, [`error`] maps failures to problem+json.
+
+pub mod db;
+pub mod domain;
+pub mod error;
+pub mod routes;
+pub mod settings;
+
+use common::{
+    db::Migrations,
+    http::{self, Running},
+};
+use diesel_migrations::embed_migrations;
+
+pub use settings::Settings;
+
+/// Billing's schema, one set per backend.
+pub const MIGRATIONS: Migrations = Migrations {
+    postgres: embed_migrations!("migrations/postgres"),
+    sqlite: embed_migrations!("migrations/sqlite"),
+};
+
+/// Applies pending migrations and exits: `billing migrate`, the init container.
+pub fn migrate(settings: &Settings) -> anyhow::Result<()> {
+    common::db::open(&settings.database, MIGRATIONS).map(drop)
+}
+
+/// Opens the database (applying migrations), binds the port and starts serving.
+pub fn start(settings: Settings) -> anyhow::Result<Running> {
+    let pool = common::db::open(&settings.database, MIGRATIONS)?;
+    let listener = http::bind(&settings.server)?;
+    http::start(
+        "billing",
+        listener,
+        &settings.server,
+        pool,
+        routes::configure,
+    )
+}

@@ -157,6 +157,17 @@ pub fn connect(settings: &DatabaseSettings) -> anyhow::Result<Pool> {
     Ok(pool)
 }
 
+/// Connects and applies pending migrations: what every service does before it serves.
+pub fn open(settings: &DatabaseSettings, migrations: Migrations) -> anyhow::Result<Pool> {
+    let pool = connect(settings)?;
+    let applied = migrate(&pool, migrations)?;
+    log::info!(
+        "database {} ready ({applied} migration(s) applied)",
+        redacted_url(&settings.database_url)
+    );
+    Ok(pool)
+}
+
 /// Applies the pending migrations of whichever backend the pool points at.
 pub fn migrate(pool: &Pool, migrations: Migrations) -> anyhow::Result<usize> {
     let mut conn = pool.get()?;

@@ -24,6 +24,49 @@ use crate::{
 #[derive(Debug, Clone, Copy)]
 pub struct BodyLimit(pub usize);
 
+/// A started service: its port, and a future that ends when the server stops.
+pub struct Running {
+    pub name: &'static str,
+    pub port: u16,
+    server: Server,
+}
+
+impl Running {
+    /// Stops accepting, lets in-flight requests finish (`graceful`), then resolves.
+    pub fn handle(&self) -> actix_web::dev::ServerHandle {
+        self.server.handle()
+    }
+}
+
+impl std::future::IntoFuture for Running {
+    type Output = std::io::Result<()>;
+    type IntoFuture = Server;
+    fn into_future(self) -> Server {
+        self.server
+    }
+}
+
+/// [`serve`], logging where the service listens.
+pub fn start<F>(
+    name: &'static str,
+    listener: TcpListener,
+    settings: &ServerSettings,
+    pool: Pool,
+    configure: F,
+) -> anyhow::Result<Running>
+where
+    F: Fn(&mut web::ServiceConfig) + Send + Clone + 'static,
+{
+    let addr = listener.local_addr()?;
+    let server = serve(listener, settings, pool, configure)?;
+    log::info!("{name} listening on http://{addr}");
+    Ok(Running {
+        name,
+        port: addr.port(),
+        server,
+    })
+}
+
 /// Binds the listener a service will serve on.
 pub fn bind(settings: &ServerSettings) -> std::io::Result<TcpListener> {
     TcpListener::bind((settings.host.as_str(), settings.port))
@@ -104,8 +147,7 @@ async fn ready(pool: web::Data<Pool>) -> HttpResponse {
 /// The client for calls to other services: connect and total timeouts from settings, no
 /// redirects, no proxies from the environment (calls stay inside the cluster).
 pub fn client(settings: &ClientSettings) -> anyhow::Result<reqwest::Client> {
-    // reqwest is built without a bundled TLS provider; ring is lighter than aws-lc.
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    install_tls_provider();
     reqwest::Client::builder()
         .connect_timeout(settings.http_connect_timeout)
         .timeout(settings.http_timeout)
@@ -114,6 +156,12 @@ pub fn client(settings: &ClientSettings) -> anyhow::Result<reqwest::Client> {
         .user_agent(concat!("shop/", env!("CARGO_PKG_VERSION")))
         .build()
         .map_err(|e| anyhow::anyhow!("cannot build the HTTP client: {e}"))
+}
+
+/// reqwest is built without a bundled TLS provider (ring builds in a fraction of aws-lc's
+/// time on 2 cores); install it once before any client is built.
+pub fn install_tls_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
 /// Adds the current request's id to an outgoing call.

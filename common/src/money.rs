@@ -98,6 +98,13 @@ impl Money {
     }
 }
 
+impl std::ops::Neg for Money {
+    type Output = Money;
+    fn neg(self) -> Money {
+        Money(-self.0)
+    }
+}
+
 /// `2000.00`, `-0.50`: always two decimals, as in human messages.
 impl fmt::Display for Money {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -55,7 +55,9 @@ impl Problem {
     pub fn to_response(&self) -> HttpResponse {
         let status = http::StatusCode::from_u16(self.status.as_u16())
             .unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
+        // `about:blank`: the status code says it all; `title` is its reason phrase (RFC 9457 §4.2.1)
         let body = ProblemDetails::from_status_code(status)
+            .with_type(problem_details::ProblemType::default())
             .with_detail(self.detail.clone())
             .with_extensions(Extensions {
                 field: self.field.clone(),
@@ -71,6 +73,8 @@ impl std::fmt::Display for Problem {
         write!(f, "{} {}", self.status.as_u16(), self.detail)
     }
 }
+
+impl std::error::Error for Problem {}
 
 impl ResponseError for Problem {
     fn status_code(&self) -> StatusCode {
@@ -94,6 +98,18 @@ pub fn internal_detail() -> String {
         Some(id) => format!("internal error; quote request id {id} when reporting it"),
         None => "internal error".to_string(),
     }
+}
+
+/// An error and all its causes on one line, for the log: `a: b: c`.
+pub fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 /// Middleware turning any 4xx/5xx that is not already problem+json into one.

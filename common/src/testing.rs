@@ -41,3 +41,20 @@ pub fn fresh_database_url(service: &str) -> String {
         }
     }
 }
+
+/// `sqlite` or `postgres`, for the figures tests print.
+pub fn backend_name() -> &'static str {
+    match backend() {
+        Backend::Sqlite => "sqlite",
+        Backend::Postgres => "postgres",
+    }
+}
+
+/// A plain HTTP client for driving a service under test.
+pub fn http_client() -> reqwest::Client {
+    crate::http::install_tls_provider();
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("test HTTP client")
+}

@@ -1,0 +1,1 @@
+DROP TABLE ledger; DROP TABLE payments; DROP TABLE accounts;

@@ -1,0 +1,292 @@
+//! Billing's queries. Every balance change is one conditional `UPDATE` plus one ledger row in
+//! one transaction; the database, not Rust code, decides whether the money is there.
+
+use chrono::NaiveDateTime;
+use common::{
+    Money,
+    db::{AnyConnection, write_transaction},
+};
+use diesel::{
+    prelude::*,
+    result::Error as DieselError,
+    sql_types::{BigInt, Timestamp},
+};
+
+use crate::domain::{Change, MAX_BALANCE, Payment, UserId};
+
+diesel::table! {
+    accounts (user_id) {
+        user_id -> BigInt,
+        balance -> BigInt,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    payments (order_id) {
+        order_id -> BigInt,
+        user_id -> BigInt,
+        amount -> BigInt,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    ledger (id) {
+        id -> BigInt,
+        user_id -> BigInt,
+        amount -> BigInt,
+        balance_after -> BigInt,
+        reason -> Text,
+        order_id -> Nullable<BigInt>,
+        created_at -> Timestamp,
+    }
+}
+
+/// One ledger row.
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = ledger)]
+pub struct Entry {
+    pub id: i64,
+    pub amount: i64,
+    pub balance_after: i64,
+    pub reason: String,
+    pub order_id: Option<i64>,
+    pub created_at: NaiveDateTime,
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = ledger)]
+struct NewEntry<'a> {
+    user_id: i64,
+    amount: i64,
+    balance_after: i64,
+    reason: &'a str,
+    order_id: Option<i64>,
+    created_at: NaiveDateTime,
+}
+
+/// What became of a deposit or withdrawal.
+#[derive(Debug)]
+pub enum ChangeOutcome {
+    Applied(Entry),
+    InsufficientFunds { balance: Money },
+    BalanceLimit { balance: Money },
+}
+
+/// What became of a payment.
+#[derive(Debug, PartialEq, Eq)]
+pub enum PaymentOutcome {
+    /// Charged now; `balance` is the balance right after the charge.
+    Charged { balance: Money },
+    /// Charged before for this order; the first outcome again, nothing charged now.
+    Replayed { balance: Money },
+    /// Not enough money; nothing recorded, the order may be paid again later.
+    Declined { balance: Money },
+    /// This order was paid before by another user or with another amount.
+    Conflict,
+}
+
+fn now() -> NaiveDateTime {
+    chrono::Utc::now().naive_utc()
+}
+
+/// Opens the account if it does not exist yet. Idempotent; returns true when it was created.
+/// Every operation calls it first, so a user whose registration could not reach billing can
+/// still deposit: the account opens on first use.
+pub fn open_account(conn: &mut AnyConnection, user: UserId) -> Result<bool, DieselError> {
+    let created = diesel::sql_query(
+        "INSERT INTO accounts (user_id, balance, created_at) VALUES ($1, 0, $2) \
+         ON CONFLICT DO NOTHING",
+    )
+    .bind::<BigInt, _>(user.get())
+    .bind::<Timestamp, _>(now())
+    .execute(conn)?;
+    Ok(created == 1)
+}
+
+/// The balance; 0 for a user with no account yet.
+pub fn balance(conn: &mut AnyConnection, user: UserId) -> Result<Money, DieselError> {
+    let minor = accounts::table
+        .find(user.get())
+        .select(accounts::balance)
+        .first::<i64>(conn)
+        .optional()?;
+    Ok(Money::from_minor(minor.unwrap_or(0)))
+}
+
+/// Adds `amount` (> 0) unless the balance would pass [`MAX_BALANCE`]; the new balance.
+fn credit(
+    conn: &mut AnyConnection,
+    user: UserId,
+    amount: Money,
+) -> Result<Option<Money>, DieselError> {
+    diesel::update(accounts::table.find(user.get()))
+        .filter(accounts::balance.le(MAX_BALANCE.minor() - amount.minor()))
+        .set(accounts::balance.eq(accounts::balance + amount.minor()))
+        .returning(accounts::balance)
+        .get_result::<i64>(conn)
+        .optional()
+        .map(|b| b.map(Money::from_minor))
+}
+
+/// Takes `amount` (> 0) if the balance covers it; the new balance. One statement: two
+/// concurrent withdrawals can never both pass a check made in Rust.
+fn debit(
+    conn: &mut AnyConnection,
+    user: UserId,
+    amount: Money,
+) -> Result<Option<Money>, DieselError> {
+    diesel::update(accounts::table.find(user.get()))
+        .filter(accounts::balance.ge(amount.minor()))
+        .set(accounts::balance.eq(accounts::balance - amount.minor()))
+        .returning(accounts::balance)
+        .get_result::<i64>(conn)
+        .optional()
+        .map(|b| b.map(Money::from_minor))
+}
+
+fn record(
+    conn: &mut AnyConnection,
+    user: UserId,
+    amount: Money,
+    balance_after: Money,
+    reason: &str,
+    order_id: Option<i64>,
+) -> Result<Entry, DieselError> {
+    let created_at = now();
+    // `returning(Entry::as_returning())` does not render for the multi-backend connection;
+    // the id is all the database adds.
+    let id = diesel::insert_into(ledger::table)
+        .values(NewEntry {
+            user_id: user.get(),
+            amount: amount.minor(),
+            balance_after: balance_after.minor(),
+            reason,
+            order_id,
+            created_at,
+        })
+        .returning(ledger::id)
+        .get_result::<i64>(conn)?;
+    Ok(Entry {
+        id,
+        amount: amount.minor(),
+        balance_after: balance_after.minor(),
+        reason: reason.to_string(),
+        order_id,
+        created_at,
+    })
+}
+
+/// Deposits or withdraws, writing the balance and the ledger row in one transaction.
+pub fn apply_change(
+    conn: &mut AnyConnection,
+    user: UserId,
+    change: &Change,
+) -> Result<ChangeOutcome, DieselError> {
+    write_transaction(conn, |conn| {
+        open_account(conn, user)?;
+        let amount = change.amount();
+        let updated = if amount.is_positive() {
+            credit(conn, user, amount)?
+        } else {
+            debit(conn, user, amount.abs())?
+        };
+        let Some(balance_after) = updated else {
+            let balance = balance(conn, user)?;
+            return Ok(if amount.is_positive() {
+                ChangeOutcome::BalanceLimit { balance }
+            } else {
+                ChangeOutcome::InsufficientFunds { balance }
+            });
+        };
+        let entry = record(conn, user, amount, balance_after, change.reason(), None)?;
+        Ok(ChangeOutcome::Applied(entry))
+    })
+}
+
+/// Inside the payment transaction: a decline must roll back the claimed payment row.
+enum PayAbort {
+    Declined(Money),
+    Db(DieselError),
+}
+
+impl From<DieselError> for PayAbort {
+    fn from(e: DieselError) -> Self {
+        PayAbort::Db(e)
+    }
+}
+
+/// Charges an order once.
+///
+/// The payment row is claimed first (`INSERT … ON CONFLICT DO NOTHING` on the order id), so
+/// of two concurrent pays of one order the second waits for the first and then sees its row:
+/// it replays the first outcome instead of charging again. A declined payment rolls its claim
+/// back, so the order may be paid later.
+pub fn pay(conn: &mut AnyConnection, payment: &Payment) -> Result<PaymentOutcome, DieselError> {
+    let result = write_transaction(conn, |conn| {
+        open_account(conn, payment.user_id)?;
+        let claimed = diesel::sql_query(
+            "INSERT INTO payments (order_id, user_id, amount, created_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind::<BigInt, _>(payment.order_id)
+        .bind::<BigInt, _>(payment.user_id.get())
+        .bind::<BigInt, _>(payment.amount.minor())
+        .bind::<Timestamp, _>(now())
+        .execute(conn)?;
+        if claimed == 0 {
+            return replay(conn, payment).map_err(PayAbort::from);
+        }
+        let Some(balance) = debit(conn, payment.user_id, payment.amount)? else {
+            return Err(PayAbort::Declined(self::balance(conn, payment.user_id)?));
+        };
+        let reason = format!("payment for order #{}", payment.order_id);
+        record(
+            conn,
+            payment.user_id,
+            -payment.amount,
+            balance,
+            &reason,
+            Some(payment.order_id),
+        )?;
+        Ok(PaymentOutcome::Charged { balance })
+    });
+    match result {
+        Ok(outcome) => Ok(outcome),
+        Err(PayAbort::Declined(balance)) => Ok(PaymentOutcome::Declined { balance }),
+        Err(PayAbort::Db(e)) => Err(e),
+    }
+}
+
+/// The first outcome of an order already paid.
+fn replay(conn: &mut AnyConnection, payment: &Payment) -> Result<PaymentOutcome, DieselError> {
+    let (user_id, amount) = payments::table
+        .find(payment.order_id)
+        .select((payments::user_id, payments::amount))
+        .first::<(i64, i64)>(conn)?;
+    if user_id != payment.user_id.get() || amount != payment.amount.minor() {
+        return Ok(PaymentOutcome::Conflict);
+    }
+    let balance_after = ledger::table
+        .filter(ledger::order_id.eq(payment.order_id))
+        .select(ledger::balance_after)
+        .first::<i64>(conn)?;
+    Ok(PaymentOutcome::Replayed {
+        balance: Money::from_minor(balance_after),
+    })
+}
+
+/// The newest `limit` ledger rows of a user.
+pub fn history(
+    conn: &mut AnyConnection,
+    user: UserId,
+    limit: i64,
+) -> Result<Vec<Entry>, DieselError> {
+    ledger::table
+        .filter(ledger::user_id.eq(user.get()))
+        .order(ledger::id.desc())
+        .limit(limit)
+        .select(Entry::as_select())
+        .load(conn)
+}

@@ -1,0 +1,58 @@
+//! Billing's errors, as the client sees them, mapped to problem+json in one place.
+
+use actix_web::{HttpResponse, ResponseError, http::StatusCode};
+use common::{
+    db::DbError,
+    problem::{self, Problem},
+};
+
+pub type Result<T, E = BillingError> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BillingError {
+    /// Bad input: the problem names the field.
+    #[error("{0}")]
+    Invalid(#[from] Problem),
+    /// The deposit would push the balance past the maximum an account may hold.
+    #[error("balance limit reached")]
+    BalanceLimit,
+    /// The order was already paid with another amount or by another user.
+    #[error("order {0} was already paid with a different amount or user")]
+    PaymentConflict(i64),
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+impl From<diesel::result::Error> for BillingError {
+    fn from(e: diesel::result::Error) -> Self {
+        BillingError::Db(DbError::Query(e))
+    }
+}
+
+impl ResponseError for BillingError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            BillingError::Invalid(p) => p.status,
+            BillingError::BalanceLimit => StatusCode::UNPROCESSABLE_ENTITY,
+            BillingError::PaymentConflict(_) => StatusCode::CONFLICT,
+            BillingError::Db(DbError::Unavailable(_)) => StatusCode::SERVICE_UNAVAILABLE,
+            BillingError::Db(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let status = self.status_code();
+        match self {
+            BillingError::Invalid(p) => p.to_response(),
+            BillingError::Db(e) => {
+                log::error!("{}", problem::chain(e));
+                if status == StatusCode::SERVICE_UNAVAILABLE {
+                    problem::response(status, "billing database unavailable; retry later")
+                } else {
+                    problem::response(status, problem::internal_detail())
+                }
+            }
+            other => problem::response(status, other.to_string()),
+        }
+    }
+}

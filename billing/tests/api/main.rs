@@ -1,0 +1,7 @@
+//! Billing's black-box tests: the real service on a random port with a fresh database
+//! (SQLite, or PostgreSQL when `TEST_DATABASE_URL` is set), driven over HTTP.
+
+mod changes;
+mod concurrency;
+mod helpers;
+mod payments;
