@@ -1,1 +1,60 @@
-pub fn x() {}
+//! `auth`: users (bcrypt), logins with a server-side session cookie, and the forward-auth
+//! check (`GET /auth`) the ingress asks before every protected request.
+//!
+//! Layout: [`domain`] parses input (login, password, email, names), [`password`] hashes off
+//! the async workers, [`session_store`] keeps sessions in auth's own database, [`db`] holds
+//! the queries, [`billing_client`] opens a new user's account, [`routes`] is the HTTP surface.
+
+pub mod billing_client;
+pub mod db;
+pub mod domain;
+pub mod error;
+pub mod password;
+pub mod routes;
+pub mod session_store;
+pub mod settings;
+
+use actix_web::web;
+use common::{
+    db::Migrations,
+    http::{self, Running},
+};
+use diesel_migrations::embed_migrations;
+
+pub use settings::Settings;
+
+/// Auth's schema, one set per backend.
+pub const MIGRATIONS: Migrations = Migrations {
+    postgres: embed_migrations!("migrations/postgres"),
+    sqlite: embed_migrations!("migrations/sqlite"),
+};
+
+/// Applies pending migrations and exits: `auth migrate`, the init container.
+pub fn migrate(settings: &Settings) -> anyhow::Result<()> {
+    common::db::open(&settings.database, MIGRATIONS).map(drop)
+}
+
+/// Opens the database (applying migrations), binds the port and starts serving. Must run
+/// inside an actix runtime (it starts the expired-session sweeper).
+pub fn start(settings: Settings) -> anyhow::Result<Running> {
+    settings.validate()?;
+    let pool = common::db::open(&settings.database, MIGRATIONS)?;
+    let state = web::Data::new(routes::AuthState {
+        hasher: password::Hasher::new(settings.bcrypt_cost)?,
+        billing: billing_client::BillingClient::new(
+            http::client(&settings.client)?,
+            &settings.billing_url,
+        ),
+    });
+    let sessions = routes::SessionConfig {
+        store: session_store::DbSessionStore::new(pool.clone()),
+        key: settings.cookie_key()?,
+        ttl: settings.session_ttl,
+        secure: settings.session_cookie_secure,
+    };
+    session_store::spawn_cleanup(pool.clone(), settings.session_cleanup_interval);
+    let listener = http::bind(&settings.server)?;
+    http::start("auth", listener, &settings.server, pool, move |cfg| {
+        routes::configure(cfg, &state, &sessions)
+    })
+}

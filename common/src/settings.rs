@@ -10,6 +10,10 @@ use std::time::Duration;
 use figment::{Figment, providers::Serialized};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
+/// Serde helper for durations written as `5s`, `24h`, `1m 30s`:
+/// `#[serde(with = "common::settings::duration")]`.
+pub use humantime_serde as duration;
+
 /// Loads `T` from its defaults overlaid with the process environment.
 ///
 /// A variable that does not parse is reported by its name, e.g.
@@ -80,7 +84,7 @@ pub struct ServerSettings {
     /// `WORKERS`: actix worker threads; defaults to the number of CPUs.
     pub workers: Option<usize>,
     /// `SHUTDOWN_TIMEOUT`: how long in-flight requests get to finish after SIGTERM.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "duration")]
     pub shutdown_timeout: Duration,
     /// `BODY_LIMIT`: largest accepted request body, in bytes.
     pub body_limit: usize,
@@ -107,7 +111,7 @@ pub struct DatabaseSettings {
     /// `DB_POOL_SIZE`: connections kept in the pool.
     pub db_pool_size: u32,
     /// `DB_TIMEOUT`: how long a request waits for a pooled connection before it fails with 503.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "duration")]
     pub db_timeout: Duration,
 }
 
@@ -126,10 +130,10 @@ impl DatabaseSettings {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ClientSettings {
     /// `HTTP_CONNECT_TIMEOUT`: TCP connect timeout of calls to other services.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "duration")]
     pub http_connect_timeout: Duration,
     /// `HTTP_TIMEOUT`: total timeout of one call to another service.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "duration")]
     pub http_timeout: Duration,
 }
 

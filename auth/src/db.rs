@@ -1,0 +1,186 @@
+//! Auth's queries: users and server-side sessions.
+
+use chrono::NaiveDateTime;
+use common::db::AnyConnection;
+use diesel::{prelude::*, result::Error as DieselError};
+
+diesel::table! {
+    users (id) {
+        id -> BigInt,
+        login -> Text,
+        login_key -> Text,
+        password_hash -> Text,
+        email -> Text,
+        first_name -> Text,
+        last_name -> Text,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    sessions (id) {
+        id -> Text,
+        state -> Text,
+        expires_at -> Timestamp,
+    }
+}
+
+/// A user as stored, password hash included: never serialize this.
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = users)]
+pub struct User {
+    pub id: i64,
+    pub login: String,
+    pub password_hash: String,
+    pub email: String,
+    pub first_name: String,
+    pub last_name: String,
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = users)]
+pub struct NewUser<'a> {
+    pub login: &'a str,
+    pub login_key: &'a str,
+    pub password_hash: &'a str,
+    pub email: &'a str,
+    pub first_name: &'a str,
+    pub last_name: &'a str,
+    pub created_at: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
+}
+
+/// Profile fields a user may change; `None` keeps the current value.
+#[derive(Debug, Default, AsChangeset)]
+#[diesel(table_name = users)]
+pub struct ProfileChange {
+    pub email: Option<String>,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub updated_at: Option<NaiveDateTime>,
+}
+
+pub fn now() -> NaiveDateTime {
+    chrono::Utc::now().naive_utc()
+}
+
+/// Inserts a user; a taken login fails with a unique violation.
+pub fn insert_user(conn: &mut AnyConnection, user: &NewUser<'_>) -> Result<i64, DieselError> {
+    diesel::insert_into(users::table)
+        .values(user)
+        .returning(users::id)
+        .get_result(conn)
+}
+
+pub fn user_by_id(conn: &mut AnyConnection, id: i64) -> Result<Option<User>, DieselError> {
+    users::table
+        .find(id)
+        .select(User::as_select())
+        .first(conn)
+        .optional()
+}
+
+pub fn user_by_login_key(conn: &mut AnyConnection, key: &str) -> Result<Option<User>, DieselError> {
+    users::table
+        .filter(users::login_key.eq(key))
+        .select(User::as_select())
+        .first(conn)
+        .optional()
+}
+
+/// Applies a profile change; `None` if the user does not exist.
+pub fn update_profile(
+    conn: &mut AnyConnection,
+    id: i64,
+    change: &ProfileChange,
+) -> Result<Option<User>, DieselError> {
+    conn.transaction(|conn| {
+        diesel::update(users::table.find(id))
+            .set(change)
+            .execute(conn)?;
+        user_by_id(conn, id)
+    })
+}
+
+pub mod session {
+    //! Rows of the session store, keyed by the hash of the session key.
+    use super::*;
+
+    /// The state of a live session; expired sessions are deleted on sight.
+    pub fn load(
+        conn: &mut AnyConnection,
+        id: &str,
+        now: NaiveDateTime,
+    ) -> Result<Option<String>, DieselError> {
+        let row = sessions::table
+            .find(id)
+            .select((sessions::state, sessions::expires_at))
+            .first::<(String, NaiveDateTime)>(conn)
+            .optional()?;
+        match row {
+            Some((state, expires_at)) if expires_at > now => Ok(Some(state)),
+            Some(_) => {
+                delete(conn, id)?;
+                Ok(None)
+            }
+            None => Ok(None),
+        }
+    }
+
+    pub fn insert(
+        conn: &mut AnyConnection,
+        id: &str,
+        state: &str,
+        expires_at: NaiveDateTime,
+    ) -> Result<(), DieselError> {
+        diesel::insert_into(sessions::table)
+            .values((
+                sessions::id.eq(id),
+                sessions::state.eq(state),
+                sessions::expires_at.eq(expires_at),
+            ))
+            .execute(conn)
+            .map(drop)
+    }
+
+    /// Updates a session; false if it no longer exists (expired and cleaned, or revoked).
+    pub fn update(
+        conn: &mut AnyConnection,
+        id: &str,
+        state: Option<&str>,
+        expires_at: NaiveDateTime,
+    ) -> Result<bool, DieselError> {
+        let target = sessions::table.find(id);
+        let updated = match state {
+            Some(state) => diesel::update(target)
+                .set((
+                    sessions::state.eq(state),
+                    sessions::expires_at.eq(expires_at),
+                ))
+                .execute(conn)?,
+            None => diesel::update(target)
+                .set(sessions::expires_at.eq(expires_at))
+                .execute(conn)?,
+        };
+        Ok(updated == 1)
+    }
+
+    pub fn delete(conn: &mut AnyConnection, id: &str) -> Result<(), DieselError> {
+        diesel::delete(sessions::table.find(id))
+            .execute(conn)
+            .map(drop)
+    }
+
+    /// Deletes every expired session; returns how many.
+    pub fn delete_expired(
+        conn: &mut AnyConnection,
+        now: NaiveDateTime,
+    ) -> Result<usize, DieselError> {
+        diesel::delete(sessions::table.filter(sessions::expires_at.le(now))).execute(conn)
+    }
+
+    pub fn count(conn: &mut AnyConnection) -> Result<i64, DieselError> {
+        sessions::table.count().get_result(conn)
+    }
+}

@@ -1,0 +1,132 @@
+//! actix-session's `SessionStore` backed by auth's own database.
+//!
+//! Sessions are server-side: logout deletes the row, so a replayed cookie is worthless; they
+//! survive restarts and are shared by every replica. Rows are keyed by the SHA-256 of the
+//! session key. Expired rows are refused when read and swept by [`spawn_cleanup`].
+
+use std::{collections::HashMap, time::Duration};
+
+use actix_session::storage::{
+    LoadError, SaveError, SessionKey, SessionStore, UpdateError, generate_session_key,
+};
+use actix_web::cookie::time::Duration as CookieDuration;
+use common::db::{self, DbError, Pool};
+use sha2::{Digest, Sha256};
+
+use crate::db::{now, session};
+
+type State = HashMap<String, String>;
+
+#[derive(Clone)]
+pub struct DbSessionStore {
+    pool: Pool,
+}
+
+impl DbSessionStore {
+    pub fn new(pool: Pool) -> Self {
+        Self { pool }
+    }
+}
+
+fn row_id(key: &SessionKey) -> String {
+    hex::encode(Sha256::digest(key.as_ref().as_bytes()))
+}
+
+fn expiry(ttl: &CookieDuration) -> chrono::NaiveDateTime {
+    now() + chrono::Duration::seconds(ttl.whole_seconds())
+}
+
+impl SessionStore for DbSessionStore {
+    async fn load(&self, key: &SessionKey) -> Result<Option<State>, LoadError> {
+        let id = row_id(key);
+        let state = db::run(&self.pool, move |conn| {
+            session::load(conn, &id, now()).map_err(DbError::from)
+        })
+        .await
+        .map_err(|e| LoadError::Other(e.into()))?;
+        state
+            .map(|s| serde_json::from_str(&s))
+            .transpose()
+            .map_err(|e| LoadError::Deserialization(e.into()))
+    }
+
+    async fn save(&self, state: State, ttl: &CookieDuration) -> Result<SessionKey, SaveError> {
+        let body = serde_json::to_string(&state).map_err(|e| SaveError::Serialization(e.into()))?;
+        let key = generate_session_key();
+        let (id, expires_at) = (row_id(&key), expiry(ttl));
+        db::run(&self.pool, move |conn| {
+            session::insert(conn, &id, &body, expires_at).map_err(DbError::from)
+        })
+        .await
+        .map_err(|e| SaveError::Other(e.into()))?;
+        Ok(key)
+    }
+
+    async fn update(
+        &self,
+        key: SessionKey,
+        state: State,
+        ttl: &CookieDuration,
+    ) -> Result<SessionKey, UpdateError> {
+        let body =
+            serde_json::to_string(&state).map_err(|e| UpdateError::Serialization(e.into()))?;
+        let (id, expires_at) = (row_id(&key), expiry(ttl));
+        let found = db::run(&self.pool, move |conn| {
+            session::update(conn, &id, Some(&body), expires_at).map_err(DbError::from)
+        })
+        .await
+        .map_err(|e| UpdateError::Other(e.into()))?;
+        if found {
+            Ok(key)
+        } else {
+            // gone meanwhile (revoked or expired): start a fresh one rather than resurrect it
+            self.save(state, ttl)
+                .await
+                .map_err(|e| UpdateError::Other(e.into()))
+        }
+    }
+
+    async fn update_ttl(
+        &self,
+        key: &SessionKey,
+        ttl: &CookieDuration,
+    ) -> Result<(), anyhow::Error> {
+        let (id, expires_at) = (row_id(key), expiry(ttl));
+        db::run(&self.pool, move |conn| {
+            session::update(conn, &id, None, expires_at).map_err(DbError::from)
+        })
+        .await?;
+        Ok(())
+    }
+
+    async fn delete(&self, key: &SessionKey) -> Result<(), anyhow::Error> {
+        let id = row_id(key);
+        db::run(&self.pool, move |conn| {
+            session::delete(conn, &id).map_err(DbError::from)
+        })
+        .await?;
+        Ok(())
+    }
+}
+
+/// Deletes expired sessions every `every`, for as long as the server runs.
+pub fn spawn_cleanup(pool: Pool, every: Duration) {
+    actix_web::rt::spawn(async move {
+        let mut ticks = tokio::time::interval(every);
+        loop {
+            ticks.tick().await;
+            match db::run(&pool, |conn| {
+                session::delete_expired(conn, now()).map_err(DbError::from)
+            })
+            .await
+            {
+                Ok(0) => {}
+                Ok(n) => log::info!("removed {n} expired session(s)"),
+                Err(e) => log::warn!(
+                    "expired-session cleanup failed: {}",
+                    common::problem::chain(&e)
+                ),
+            }
+        }
+    });
+}

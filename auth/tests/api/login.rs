@@ -1,0 +1,72 @@
+use serde_json::{Value, json};
+
+use crate::helpers::{PASSWORD, assert_problem, session_cookie, set_cookie, spawn_app};
+
+#[actix_web::test]
+async fn logging_in_answers_ok_and_sets_a_session_cookie() {
+    let app = spawn_app().await;
+    let (login, id) = app.register_user().await;
+    let res = app.login(&login, PASSWORD).await;
+    assert_eq!(res.status(), 200);
+    let cookie = set_cookie(res.headers()).expect("Set-Cookie: session_id");
+    assert!(cookie.contains("HttpOnly"), "{cookie}");
+    assert!(cookie.contains("SameSite=Lax"), "{cookie}");
+    assert!(cookie.contains("Path=/"), "{cookie}");
+    assert!(
+        !cookie.contains("Secure"),
+        "Secure is off unless configured: {cookie}"
+    );
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body, json!({"status": "ok", "id": id, "login": login}));
+}
+
+#[actix_web::test]
+async fn logins_are_case_insensitive() {
+    let app = spawn_app().await;
+    let (login, _) = app.register_user().await;
+    assert_eq!(
+        app.login(&login.to_uppercase(), PASSWORD).await.status(),
+        200
+    );
+}
+
+#[actix_web::test]
+async fn a_wrong_password_and_an_unknown_login_get_the_same_401() {
+    let app = spawn_app().await;
+    let (login, _) = app.register_user().await;
+    let wrong = assert_problem(app.login(&login, "wrong password").await, 401).await;
+    let unknown = assert_problem(app.login("nobody_here", PASSWORD).await, 401).await;
+    assert_eq!(wrong["detail"], "invalid login or password");
+    assert_eq!(wrong["detail"], unknown["detail"]);
+}
+
+#[actix_web::test]
+async fn a_failed_login_sets_no_cookie() {
+    let app = spawn_app().await;
+    let (login, _) = app.register_user().await;
+    let res = app.login(&login, "wrong password").await;
+    assert!(session_cookie(&res).is_none());
+}
+
+#[actix_web::test]
+async fn a_login_request_missing_fields_is_a_400() {
+    let app = spawn_app().await;
+    let problem = assert_problem(app.post("/login", &json!({"login": "x"})).await, 400).await;
+    assert_eq!(problem["field"], "password");
+}
+
+#[actix_web::test]
+async fn signin_tells_where_to_go() {
+    let app = spawn_app().await;
+    let res = app
+        .client
+        .get(format!("{}/signin", app.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(
+        res.json::<Value>().await.unwrap(),
+        json!({"message": "Please go to login and provide Login/Password"})
+    );
+}
