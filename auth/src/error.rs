@@ -41,8 +41,8 @@ impl ResponseError for AuthError {
             AuthError::InvalidCredentials | AuthError::NotLoggedIn => StatusCode::UNAUTHORIZED,
             AuthError::LoginTaken(_) => StatusCode::CONFLICT,
             AuthError::UserNotFound => StatusCode::NOT_FOUND,
-            AuthError::Db(DbError::Unavailable(_)) => StatusCode::SERVICE_UNAVAILABLE,
-            AuthError::Db(_) | AuthError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            AuthError::Db(e) => e.status_code(),
+            AuthError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -50,14 +50,7 @@ impl ResponseError for AuthError {
         let status = self.status_code();
         match self {
             AuthError::Invalid(p) => p.to_response(),
-            AuthError::Db(e) if status == StatusCode::SERVICE_UNAVAILABLE => {
-                log::error!("{}", problem::chain(e));
-                problem::response(status, "auth database unavailable; retry later")
-            }
-            AuthError::Db(e) => {
-                log::error!("{}", problem::chain(e));
-                problem::response(status, problem::internal_detail())
-            }
+            AuthError::Db(e) => e.to_response("auth"),
             AuthError::Internal(e) => {
                 log::error!("{e:#}");
                 problem::response(status, problem::internal_detail())

@@ -35,8 +35,7 @@ impl ResponseError for BillingError {
             BillingError::Invalid(p) => p.status,
             BillingError::BalanceLimit => StatusCode::UNPROCESSABLE_ENTITY,
             BillingError::PaymentConflict(_) => StatusCode::CONFLICT,
-            BillingError::Db(DbError::Unavailable(_)) => StatusCode::SERVICE_UNAVAILABLE,
-            BillingError::Db(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            BillingError::Db(e) => e.status_code(),
         }
     }
 
@@ -44,14 +43,7 @@ impl ResponseError for BillingError {
         let status = self.status_code();
         match self {
             BillingError::Invalid(p) => p.to_response(),
-            BillingError::Db(e) => {
-                log::error!("{}", problem::chain(e));
-                if status == StatusCode::SERVICE_UNAVAILABLE {
-                    problem::response(status, "billing database unavailable; retry later")
-                } else {
-                    problem::response(status, problem::internal_detail())
-                }
-            }
+            BillingError::Db(e) => e.to_response("billing"),
             other => problem::response(status, other.to_string()),
         }
     }

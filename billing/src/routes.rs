@@ -1,7 +1,7 @@
 //! Billing's HTTP surface. The whole route table is [`configure`].
 
 use actix_web::{HttpResponse, web};
-use common::{Identity, Json, Money, db, db::Pool, problem::Problem};
+use common::{Identity, Json, Money, db, db::Pool, http::Limit};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -127,27 +127,12 @@ async fn current(pool: web::Data<Pool>, identity: Identity) -> Result<HttpRespon
     Ok(HttpResponse::Ok().json(json!({ "balance": balance })))
 }
 
-#[derive(Deserialize)]
-struct HistoryQuery {
-    /// Parsed by hand so a bad value gets a message naming `limit`.
-    limit: Option<String>,
-}
-
 /// `GET /billing/history?limit=N`: newest first, 100 entries unless asked (at most 1000).
 async fn history(
     pool: web::Data<Pool>,
     identity: Identity,
-    query: web::Query<HistoryQuery>,
+    Limit(limit): Limit,
 ) -> Result<HttpResponse> {
-    let limit = match query.limit.as_deref().map(str::parse::<i64>) {
-        None => 100,
-        Some(Ok(n @ 1..=1000)) => n,
-        Some(_) => {
-            return Err(
-                Problem::invalid_field("limit", "must be an integer from 1 to 1000").into(),
-            );
-        }
-    };
     let user = user(&identity);
     let entries = db::run(&pool, move |conn| {
         crate::db::history(conn, user, limit).map_err(BillingError::from)

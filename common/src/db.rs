@@ -103,6 +103,30 @@ impl DbError {
     }
 }
 
+impl DbError {
+    /// 503 when the database cannot be reached (retrying later may work), else 500.
+    pub fn status_code(&self) -> actix_web::http::StatusCode {
+        match self {
+            DbError::Unavailable(_) => actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
+            _ => actix_web::http::StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// Logs the cause chain once and answers an opaque problem: the client learns that
+    /// `service`'s database failed, never how.
+    pub fn to_response(&self, service: &str) -> actix_web::HttpResponse {
+        log::error!("{}", crate::problem::chain(self));
+        let status = self.status_code();
+        match self {
+            DbError::Unavailable(_) => crate::problem::response(
+                status,
+                format!("{service} database unavailable; retry later"),
+            ),
+            _ => crate::problem::response(status, crate::problem::internal_detail()),
+        }
+    }
+}
+
 /// SQLite pragmas applied to every pooled connection. Without `busy_timeout`, concurrent
 /// writers fail with "database is locked" (measured: ~90% of writes at 8 threads); WAL lets
 /// readers proceed while one writer commits.

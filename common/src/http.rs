@@ -158,6 +158,46 @@ pub fn client(settings: &ClientSettings) -> anyhow::Result<reqwest::Client> {
         .map_err(|e| anyhow::anyhow!("cannot build the HTTP client: {e}"))
 }
 
+/// `?limit=N` of a list endpoint: 1 to [`Limit::MAX`], [`Limit::DEFAULT`] when absent. A
+/// bad value is a 400 naming `limit`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limit(pub i64);
+
+impl Limit {
+    pub const DEFAULT: i64 = 100;
+    pub const MAX: i64 = 1000;
+
+    fn parse(query: &str) -> Result<Self, Problem> {
+        #[derive(serde::Deserialize)]
+        struct Q {
+            limit: Option<String>,
+        }
+        let q = web::Query::<Q>::from_query(query).map_err(|e| {
+            Problem::new(
+                StatusCode::BAD_REQUEST,
+                format!("invalid query string: {e}"),
+            )
+        })?;
+        match q.limit.as_deref().map(str::parse::<i64>) {
+            None => Ok(Limit(Self::DEFAULT)),
+            Some(Ok(n)) if (1..=Self::MAX).contains(&n) => Ok(Limit(n)),
+            Some(_) => Err(Problem::invalid_field(
+                "limit",
+                "must be an integer from 1 to 1000",
+            )),
+        }
+    }
+}
+
+impl actix_web::FromRequest for Limit {
+    type Error = Problem;
+    type Future = std::future::Ready<Result<Self, Problem>>;
+
+    fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
+        std::future::ready(Limit::parse(req.query_string()))
+    }
+}
+
 /// reqwest is built without a bundled TLS provider (ring builds in a fraction of aws-lc's
 /// time on 2 cores); install it once before any client is built.
 pub fn install_tls_provider() {
@@ -174,6 +214,25 @@ impl PropagateRequestId for reqwest::RequestBuilder {
         match request_id::current() {
             Some(id) => self.header(request_id::HEADER.as_str(), id),
             None => self,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limit_defaults_and_bounds() {
+        assert_eq!(Limit::parse("").unwrap(), Limit(100));
+        assert_eq!(Limit::parse("limit=1").unwrap(), Limit(1));
+        assert_eq!(Limit::parse("other=x&limit=1000").unwrap(), Limit(1000));
+        for bad in ["limit=0", "limit=1001", "limit=-1", "limit=abc", "limit="] {
+            assert_eq!(
+                Limit::parse(bad).unwrap_err().field.as_deref(),
+                Some("limit"),
+                "{bad}"
+            );
         }
     }
 }

@@ -1,0 +1,39 @@
+//! `notification`: stores the messages `order` sends when an order is paid or declined, once
+//! per idempotency key however often they are sent, and lists a user's messages.
+
+pub mod db;
+pub mod error;
+pub mod routes;
+pub mod settings;
+
+use common::{
+    db::Migrations,
+    http::{self, Running},
+};
+use diesel_migrations::embed_migrations;
+
+pub use settings::Settings;
+
+/// Notification's schema, one set per backend.
+pub const MIGRATIONS: Migrations = Migrations {
+    postgres: embed_migrations!("migrations/postgres"),
+    sqlite: embed_migrations!("migrations/sqlite"),
+};
+
+/// Applies pending migrations and exits: `notification migrate`, the init container.
+pub fn migrate(settings: &Settings) -> anyhow::Result<()> {
+    common::db::open(&settings.database, MIGRATIONS).map(drop)
+}
+
+/// Opens the database (applying migrations), binds the port and starts serving.
+pub fn start(settings: Settings) -> anyhow::Result<Running> {
+    let pool = common::db::open(&settings.database, MIGRATIONS)?;
+    let listener = http::bind(&settings.server)?;
+    http::start(
+        "notification",
+        listener,
+        &settings.server,
+        pool,
+        routes::configure,
+    )
+}

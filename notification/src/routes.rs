@@ -1,0 +1,141 @@
+//! Notification's HTTP surface. The whole route table is [`configure`].
+
+use actix_web::{HttpResponse, web};
+use common::{Identity, Json, db, db::Pool, http::Limit, problem::Problem};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::{
+    db::{NewNotification, Notification},
+    error::{NotificationError, Result},
+};
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg
+        // public, behind forward-auth
+        .service(web::resource("/notification").get(list))
+        // internal, never routed by the ingress: called by order
+        .service(web::resource("/internal/notifications").post(create));
+}
+
+#[derive(Serialize)]
+struct NotificationView {
+    id: i64,
+    order_id: i64,
+    message: String,
+    email: String,
+    created: String,
+}
+
+impl From<Notification> for NotificationView {
+    fn from(n: Notification) -> Self {
+        NotificationView {
+            id: n.id,
+            order_id: n.order_id,
+            message: n.message,
+            email: n.email,
+            created: n
+                .created_at
+                .and_utc()
+                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        }
+    }
+}
+
+/// `GET /notification?limit=N`: the caller's messages, newest first.
+async fn list(
+    pool: web::Data<Pool>,
+    identity: Identity,
+    Limit(limit): Limit,
+) -> Result<HttpResponse> {
+    let rows = db::run(&pool, move |conn| {
+        crate::db::list(conn, identity.user_id, limit).map_err(NotificationError::from)
+    })
+    .await?;
+    let views: Vec<NotificationView> = rows.into_iter().map(NotificationView::from).collect();
+    Ok(HttpResponse::Ok().json(views))
+}
+
+#[derive(Deserialize)]
+struct CreateRequest {
+    user_id: i64,
+    email: String,
+    order_id: i64,
+    message: String,
+    key: String,
+}
+
+impl CreateRequest {
+    fn parse(self) -> std::result::Result<NewNotification, Problem> {
+        let text = |field: &str, value: String, max: usize| {
+            let value = value.trim().to_string();
+            if value.is_empty()
+                || value.chars().count() > max
+                || value.chars().any(char::is_control)
+            {
+                Err(Problem::invalid_field(
+                    field,
+                    format!("must be 1 to {max} printable characters"),
+                ))
+            } else {
+                Ok(value)
+            }
+        };
+        if self.user_id <= 0 {
+            return Err(Problem::invalid_field(
+                "user_id",
+                "must be a positive integer",
+            ));
+        }
+        if self.order_id <= 0 {
+            return Err(Problem::invalid_field(
+                "order_id",
+                "must be a positive integer",
+            ));
+        }
+        Ok(NewNotification {
+            key: text("key", self.key, 200)?,
+            user_id: self.user_id,
+            // an email may be unknown (empty) but never garbage
+            email: if self.email.trim().is_empty() {
+                String::new()
+            } else {
+                text("email", self.email, 254)?
+            },
+            order_id: self.order_id,
+            message: text("message", self.message, 500)?,
+        })
+    }
+}
+
+/// `POST /internal/notifications`: stores a message once per `key`. Sending the same message
+/// again answers the stored one (`"created": false`); reusing a key for another message is 409.
+async fn create(pool: web::Data<Pool>, Json(body): Json<CreateRequest>) -> Result<HttpResponse> {
+    let new = body.parse()?;
+    let (stored, created) = {
+        let new = new.clone();
+        db::run(&pool, move |conn| {
+            crate::db::store(conn, &new).map_err(NotificationError::from)
+        })
+        .await?
+    };
+    let same = stored.user_id == new.user_id
+        && stored.order_id == new.order_id
+        && stored.message == new.message;
+    if !same {
+        return Err(NotificationError::KeyReused(new.key));
+    }
+    if created {
+        log::info!("stored \"{}\" for user {}", stored.message, stored.user_id);
+    } else {
+        log::info!(
+            "\"{}\" for user {} was stored before (key {})",
+            stored.message,
+            stored.user_id,
+            stored.idempotency_key
+        );
+    }
+    let mut body = serde_json::to_value(NotificationView::from(stored)).expect("serializable");
+    body["created"] = json!(created);
+    Ok(HttpResponse::Ok().json(body))
+}
