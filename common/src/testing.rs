@@ -58,3 +58,12 @@ pub fn http_client() -> reqwest::Client {
         .build()
         .expect("test HTTP client")
 }
+
+/// A loopback port that was free a moment ago: for a service a test starts later, to stand
+/// for one that is down now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}

@@ -1,0 +1,300 @@
+//! Order's queries: orders, and the outbox of messages to notification.
+
+use chrono::NaiveDateTime;
+use common::{
+    Money,
+    db::{AnyConnection, write_transaction},
+};
+use diesel::{
+    prelude::*,
+    result::Error as DieselError,
+    sql_types::{BigInt, Nullable, Text, Timestamp},
+};
+
+use crate::domain::{NewOrder, Status, status_message, status_message_key};
+
+diesel::table! {
+    orders (id) {
+        id -> BigInt,
+        user_id -> BigInt,
+        amount -> BigInt,
+        description -> Text,
+        status -> Text,
+        idempotency_key -> Nullable<Text>,
+        request_fingerprint -> Nullable<Text>,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    outbox (id) {
+        id -> BigInt,
+        idempotency_key -> Text,
+        user_id -> BigInt,
+        email -> Text,
+        order_id -> BigInt,
+        message -> Text,
+        request_id -> Nullable<Text>,
+        attempts -> Integer,
+        next_attempt_at -> Timestamp,
+        delivered_at -> Nullable<Timestamp>,
+        last_error -> Nullable<Text>,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::allow_tables_to_appear_in_same_query!(orders, outbox);
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = orders)]
+pub struct OrderRow {
+    pub id: i64,
+    pub user_id: i64,
+    pub amount: i64,
+    pub description: String,
+    pub status: String,
+    pub request_fingerprint: Option<String>,
+    pub created_at: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
+}
+
+impl OrderRow {
+    pub fn status(&self) -> Status {
+        Status::parse(&self.status).unwrap_or(Status::Pending)
+    }
+
+    pub fn amount(&self) -> Money {
+        Money::from_minor(self.amount)
+    }
+}
+
+/// A message waiting for (or done with) delivery.
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = outbox)]
+pub struct OutboxRow {
+    pub id: i64,
+    pub idempotency_key: String,
+    pub user_id: i64,
+    pub email: String,
+    pub order_id: i64,
+    pub message: String,
+    pub request_id: Option<String>,
+    pub attempts: i32,
+    pub delivered_at: Option<NaiveDateTime>,
+}
+
+pub fn now() -> NaiveDateTime {
+    chrono::Utc::now().naive_utc()
+}
+
+/// How a create with an idempotency key went.
+pub enum Created {
+    New(OrderRow),
+    /// The key was used before with the same request: the order it made.
+    Replayed(OrderRow),
+    /// The key was used before with another request.
+    KeyConflict,
+}
+
+/// Creates an order; with a key, at most one per (user, key) however many arrive at once.
+pub fn create(
+    conn: &mut AnyConnection,
+    user_id: i64,
+    order: &NewOrder,
+    key: Option<&str>,
+) -> Result<Created, DieselError> {
+    let at = now();
+    let Some(key) = key else {
+        let id = diesel::insert_into(orders::table)
+            .values((
+                orders::user_id.eq(user_id),
+                orders::amount.eq(order.amount.minor()),
+                orders::description.eq(&order.description),
+                orders::status.eq(Status::Pending.as_str()),
+                orders::created_at.eq(at),
+                orders::updated_at.eq(at),
+            ))
+            .returning(orders::id)
+            .get_result::<i64>(conn)?;
+        return Ok(Created::New(
+            find(conn, user_id, id)?.ok_or(DieselError::NotFound)?,
+        ));
+    };
+    let fingerprint = order.fingerprint();
+    // a concurrent duplicate waits here for the first and then sees its row
+    let inserted = diesel::sql_query(
+        "INSERT INTO orders (user_id, amount, description, status, idempotency_key, \
+         request_fingerprint, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+         ON CONFLICT (user_id, idempotency_key) DO NOTHING",
+    )
+    .bind::<BigInt, _>(user_id)
+    .bind::<BigInt, _>(order.amount.minor())
+    .bind::<Text, _>(&order.description)
+    .bind::<Text, _>(Status::Pending.as_str())
+    .bind::<Nullable<Text>, _>(Some(key))
+    .bind::<Nullable<Text>, _>(Some(&fingerprint))
+    .bind::<Timestamp, _>(at)
+    .bind::<Timestamp, _>(at)
+    .execute(conn)?;
+    let row = orders::table
+        .filter(orders::user_id.eq(user_id))
+        .filter(orders::idempotency_key.eq(key))
+        .select(OrderRow::as_select())
+        .first(conn)?;
+    Ok(
+        match (
+            inserted,
+            row.request_fingerprint.as_deref() == Some(fingerprint.as_str()),
+        ) {
+            (1, _) => Created::New(row),
+            (_, true) => Created::Replayed(row),
+            (_, false) => Created::KeyConflict,
+        },
+    )
+}
+
+/// One of the user's orders; `None` if it does not exist or is someone else's.
+pub fn find(
+    conn: &mut AnyConnection,
+    user_id: i64,
+    id: i64,
+) -> Result<Option<OrderRow>, DieselError> {
+    orders::table
+        .filter(orders::id.eq(id))
+        .filter(orders::user_id.eq(user_id))
+        .select(OrderRow::as_select())
+        .first(conn)
+        .optional()
+}
+
+/// The user's newest `limit` orders.
+pub fn list(
+    conn: &mut AnyConnection,
+    user_id: i64,
+    limit: i64,
+) -> Result<Vec<OrderRow>, DieselError> {
+    orders::table
+        .filter(orders::user_id.eq(user_id))
+        .order(orders::id.desc())
+        .limit(limit)
+        .select(OrderRow::as_select())
+        .load(conn)
+}
+
+/// Who is paying, for the message.
+pub struct Payer<'a> {
+    pub user_id: i64,
+    pub email: &'a str,
+    pub request_id: Option<&'a str>,
+}
+
+/// Records billing's answer: the order moves to `to` (unless it is already `Processing`,
+/// which is final) and, when its status changed, the message announcing it is queued in the
+/// same transaction. Returns the order and the message of its current status.
+pub fn record_outcome(
+    conn: &mut AnyConnection,
+    payer: &Payer<'_>,
+    order_id: i64,
+    to: Status,
+) -> Result<(OrderRow, Option<OutboxRow>), DieselError> {
+    write_transaction(conn, |conn| {
+        let at = now();
+        let changed = diesel::update(orders::table.find(order_id))
+            .filter(orders::user_id.eq(payer.user_id))
+            .filter(orders::status.ne(Status::Processing.as_str()))
+            .filter(orders::status.ne(to.as_str()))
+            .set((orders::status.eq(to.as_str()), orders::updated_at.eq(at)))
+            .execute(conn)?;
+        if changed == 1 {
+            diesel::sql_query(
+                "INSERT INTO outbox (idempotency_key, user_id, email, order_id, message, \
+                 request_id, attempts, next_attempt_at, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, 0, $7, $8) ON CONFLICT (idempotency_key) DO NOTHING",
+            )
+            .bind::<Text, _>(status_message_key(order_id, to))
+            .bind::<BigInt, _>(payer.user_id)
+            .bind::<Text, _>(payer.email)
+            .bind::<BigInt, _>(order_id)
+            .bind::<Text, _>(status_message(order_id, to))
+            .bind::<Nullable<Text>, _>(payer.request_id)
+            .bind::<Timestamp, _>(at)
+            .bind::<Timestamp, _>(at)
+            .execute(conn)?;
+        }
+        let order = find(conn, payer.user_id, order_id)?.ok_or(DieselError::NotFound)?;
+        let message = message_of(conn, order_id, order.status())?;
+        Ok((order, message))
+    })
+}
+
+/// The message announcing that `order_id` reached `status`, if one was queued.
+pub fn message_of(
+    conn: &mut AnyConnection,
+    order_id: i64,
+    status: Status,
+) -> Result<Option<OutboxRow>, DieselError> {
+    outbox::table
+        .filter(outbox::idempotency_key.eq(status_message_key(order_id, status)))
+        .select(OutboxRow::as_select())
+        .first(conn)
+        .optional()
+}
+
+/// Undelivered messages whose next attempt is due, oldest first.
+pub fn due_messages(conn: &mut AnyConnection, limit: i64) -> Result<Vec<OutboxRow>, DieselError> {
+    outbox::table
+        .filter(outbox::delivered_at.is_null())
+        .filter(outbox::next_attempt_at.le(now()))
+        .order(outbox::id.asc())
+        .limit(limit)
+        .select(OutboxRow::as_select())
+        .load(conn)
+}
+
+/// Takes a due message for `lease`, so other replicas skip it meanwhile; false if someone
+/// else took it (or it was delivered) first.
+pub fn claim(
+    conn: &mut AnyConnection,
+    id: i64,
+    lease: chrono::Duration,
+) -> Result<bool, DieselError> {
+    let at = now();
+    let claimed = diesel::update(outbox::table.find(id))
+        .filter(outbox::delivered_at.is_null())
+        .filter(outbox::next_attempt_at.le(at))
+        .set(outbox::next_attempt_at.eq(at + lease))
+        .execute(conn)?;
+    Ok(claimed == 1)
+}
+
+pub fn mark_delivered(conn: &mut AnyConnection, id: i64) -> Result<(), DieselError> {
+    diesel::update(outbox::table.find(id))
+        .filter(outbox::delivered_at.is_null())
+        .set((
+            outbox::delivered_at.eq(now()),
+            outbox::last_error.eq(None::<String>),
+        ))
+        .execute(conn)
+        .map(drop)
+}
+
+/// Records a failed attempt; the next one waits `retry_in`. Returns the attempt count.
+pub fn mark_failed(
+    conn: &mut AnyConnection,
+    id: i64,
+    error: &str,
+    retry_in: chrono::Duration,
+) -> Result<i32, DieselError> {
+    diesel::update(outbox::table.find(id))
+        .filter(outbox::delivered_at.is_null())
+        .set((
+            outbox::attempts.eq(outbox::attempts + 1),
+            outbox::next_attempt_at.eq(now() + retry_in),
+            outbox::last_error.eq(error),
+        ))
+        .returning(outbox::attempts)
+        .get_result::<i32>(conn)
+        .optional()
+        .map(|a| a.unwrap_or(0))
+}

@@ -1,0 +1,59 @@
+//! Order's errors, as the client sees them, mapped to problem+json in one place.
+
+use actix_web::{HttpResponse, ResponseError, http::StatusCode};
+use common::{
+    db::DbError,
+    problem::{self, Problem},
+};
+
+pub type Result<T, E = OrderError> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum OrderError {
+    #[error("{0}")]
+    Invalid(#[from] Problem),
+    /// Missing, or someone else's: the same answer, so ids cannot be probed.
+    #[error("order not found")]
+    NotFound,
+    #[error("Idempotency-Key was already used with a different request")]
+    KeyConflict,
+    /// Billing could not be asked: nothing changed, paying again is safe.
+    #[error("billing unavailable; the order is unchanged, retry later")]
+    BillingUnavailable(String),
+    #[error("billing refused the payment")]
+    BillingRefused(String),
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+impl From<diesel::result::Error> for OrderError {
+    fn from(e: diesel::result::Error) -> Self {
+        OrderError::Db(DbError::Query(e))
+    }
+}
+
+impl ResponseError for OrderError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            OrderError::Invalid(p) => p.status,
+            OrderError::NotFound => StatusCode::NOT_FOUND,
+            OrderError::KeyConflict => StatusCode::UNPROCESSABLE_ENTITY,
+            OrderError::BillingUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            OrderError::BillingRefused(_) => StatusCode::BAD_GATEWAY,
+            OrderError::Db(e) => e.status_code(),
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let status = self.status_code();
+        match self {
+            OrderError::Invalid(p) => p.to_response(),
+            OrderError::Db(e) => e.to_response("order"),
+            OrderError::BillingUnavailable(cause) | OrderError::BillingRefused(cause) => {
+                log::error!("{self}: {cause}");
+                problem::response(status, self.to_string())
+            }
+            other => problem::response(status, other.to_string()),
+        }
+    }
+}

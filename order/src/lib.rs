@@ -1,0 +1,65 @@
+//! `order`: orders, and paying them.
+//!
+//! A pay asks billing to charge the order (billing charges an order id at most once, so a pay
+//! may always be retried), records the outcome and the message announcing it in one
+//! transaction, then sends the message to notification. Messages that could not be sent stay
+//! in the outbox and are retried with backoff until they land ([`outbox`]).
+//!
+//! Layout: [`domain`] (statuses, new orders, idempotency keys), [`db`] (queries, outbox
+//! rows), [`clients`] (typed billing and notification clients), [`outbox`] (delivery and the
+//! retry relay), [`routes`] (the HTTP surface), [`error`] (problem+json).
+
+pub mod clients;
+pub mod db;
+pub mod domain;
+pub mod error;
+pub mod outbox;
+pub mod routes;
+pub mod settings;
+
+use actix_web::web;
+use common::{
+    db::Migrations,
+    http::{self, Running},
+};
+use diesel_migrations::embed_migrations;
+
+pub use settings::Settings;
+
+/// Order's schema, one set per backend.
+pub const MIGRATIONS: Migrations = Migrations {
+    postgres: embed_migrations!("migrations/postgres"),
+    sqlite: embed_migrations!("migrations/sqlite"),
+};
+
+/// Applies pending migrations and exits: `order migrate`, the init container.
+pub fn migrate(settings: &Settings) -> anyhow::Result<()> {
+    common::db::open(&settings.database, MIGRATIONS).map(drop)
+}
+
+/// Opens the database (applying migrations), binds the port, starts the outbox relay and
+/// serves. Must run inside an actix runtime.
+pub fn start(settings: Settings) -> anyhow::Result<Running> {
+    settings.validate()?;
+    let pool = common::db::open(&settings.database, MIGRATIONS)?;
+    let client = http::client(&settings.client)?;
+    let notification = clients::NotificationClient::new(client.clone(), &settings.notification_url);
+    let state = web::Data::new(routes::OrderState {
+        billing: clients::BillingClient::new(client, &settings.billing_url),
+        notification: notification.clone(),
+        max_backoff: settings.outbox_max_backoff,
+    });
+    // a claimed message is left alone for longer than one delivery can take
+    let lease = settings.client.http_timeout + std::time::Duration::from_secs(5);
+    outbox::spawn_relay(
+        pool.clone(),
+        notification,
+        settings.outbox_poll_interval,
+        lease,
+        settings.outbox_max_backoff,
+    );
+    let listener = http::bind(&settings.server)?;
+    http::start("order", listener, &settings.server, pool, move |cfg| {
+        routes::configure(cfg, &state)
+    })
+}

@@ -1,0 +1,133 @@
+//! Delivery of the outbox: messages to notification, written in the same transaction as the
+//! status change they announce, sent until they land.
+//!
+//! A pay sends its message at once ([`deliver`]); whatever could not be sent then is picked up
+//! by [`spawn_relay`], which retries due messages with exponential backoff and jitter. Every
+//! failure is logged with its attempt count and the time of the next try. Delivery is
+//! at-least-once; notification stores each key once, so the user sees each message once.
+
+use std::time::Duration;
+
+use common::db::{self, DbError, Pool};
+use rand::Rng;
+
+use crate::{
+    clients::NotificationClient,
+    db::{OutboxRow, claim, due_messages, mark_delivered, mark_failed},
+};
+
+/// When to try again after `attempts` failures: 1 s, 2 s, 4 s … capped at `max`, ±20 %
+/// jitter so many stuck messages do not retry in lockstep.
+pub fn backoff(attempts: i32, max: Duration) -> Duration {
+    let exp = 2u32.saturating_pow(u32::try_from(attempts.clamp(0, 20)).unwrap_or(20));
+    let base = Duration::from_secs(1).saturating_mul(exp).min(max);
+    let jitter = rand::rng().random_range(0.8..=1.2);
+    base.mul_f64(jitter)
+}
+
+/// Sends one message and records the result; true if it landed.
+pub async fn deliver(
+    pool: &Pool,
+    client: &NotificationClient,
+    message: &OutboxRow,
+    max_backoff: Duration,
+) -> bool {
+    let id = message.id;
+    match client.send(message).await {
+        Ok(()) => {
+            if let Err(e) = db::run(pool, move |conn| {
+                mark_delivered(conn, id).map_err(DbError::from)
+            })
+            .await
+            {
+                // delivered but not recorded: it will be sent again, and stored once
+                log::warn!(
+                    "message {} delivered but not marked: {}",
+                    message.idempotency_key,
+                    common::problem::chain(&e)
+                );
+            }
+            log::info!("delivered \"{}\" to notification", message.message);
+            true
+        }
+        Err(error) => {
+            let retry_in = backoff(message.attempts, max_backoff);
+            let wait =
+                chrono::Duration::from_std(retry_in).unwrap_or(chrono::Duration::seconds(60));
+            let text = error.clone();
+            let attempts = db::run(pool, move |conn| {
+                mark_failed(conn, id, &text, wait).map_err(DbError::from)
+            })
+            .await
+            .unwrap_or(message.attempts + 1);
+            log::warn!(
+                "\"{}\" not delivered (attempt {attempts}): {error}; next try in {:.1}s",
+                message.message,
+                retry_in.as_secs_f64()
+            );
+            false
+        }
+    }
+}
+
+/// Retries due messages every `every`, for as long as the server runs.
+pub fn spawn_relay(
+    pool: Pool,
+    client: NotificationClient,
+    every: Duration,
+    lease: Duration,
+    max_backoff: Duration,
+) {
+    let lease = chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::seconds(30));
+    actix_web::rt::spawn(async move {
+        let mut ticks = tokio::time::interval(every);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            let due =
+                match db::run(&pool, |conn| due_messages(conn, 100).map_err(DbError::from)).await {
+                    Ok(due) => due,
+                    Err(e) => {
+                        log::warn!(
+                            "outbox relay cannot read the outbox: {}",
+                            common::problem::chain(&e)
+                        );
+                        continue;
+                    }
+                };
+            for message in due {
+                let id = message.id;
+                let claimed = db::run(&pool, move |conn| {
+                    claim(conn, id, lease).map_err(DbError::from)
+                })
+                .await;
+                if !matches!(claimed, Ok(true)) {
+                    continue; // another replica has it, or it was just delivered
+                }
+                let delivery = deliver(&pool, &client, &message, max_backoff);
+                match message.request_id.clone() {
+                    // log lines of a retry carry the id of the pay that queued the message
+                    Some(id) => common::request_id::scope(id, delivery).await,
+                    None => delivery.await,
+                };
+            }
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_and_is_capped() {
+        let max = Duration::from_secs(300);
+        for (attempts, base) in [(0, 1.0), (1, 2.0), (2, 4.0), (5, 32.0), (30, 300.0)] {
+            let got = backoff(attempts, max).as_secs_f64();
+            assert!(
+                got >= base * 0.8 - 1e-9 && got <= base * 1.2 + 1e-9,
+                "{attempts}: {got}"
+            );
+        }
+    }
+}

@@ -1,0 +1,99 @@
+use std::time::{Duration, Instant};
+
+use common::testing::free_port;
+
+use crate::helpers::{assert_problem, spawn_billing, spawn_notification, spawn_order};
+
+#[actix_web::test]
+async fn billing_down_is_a_503_the_order_is_unchanged_and_a_retry_succeeds() {
+    let billing_port = free_port();
+    let notification = spawn_notification(0).await;
+    let app = spawn_order(
+        &format!("http://127.0.0.1:{billing_port}"),
+        &notification,
+        &[],
+    )
+    .await;
+    let id = app.order(1, 3000).await;
+
+    let problem = assert_problem(app.pay(1, id).await, 503).await;
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("billing unavailable"),
+        "{problem}"
+    );
+    assert_eq!(app.status_of(1, id).await, "Pending");
+
+    spawn_billing(billing_port).await;
+    app.deposit(1, 5000).await;
+    let body = app.pay_ok(1, id).await;
+    assert_eq!(body["status"], "Processing");
+    assert_eq!(app.charges(1).await, 1);
+}
+
+#[actix_web::test]
+async fn a_hanging_billing_times_out_as_a_503() {
+    // accepts connections (the kernel's backlog) but never answers
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", silent.local_addr().unwrap());
+    let notification = spawn_notification(0).await;
+    let app = spawn_order(&url, &notification, &[("HTTP_TIMEOUT", "500ms")]).await;
+    let id = app.order(1, 10).await;
+    let started = Instant::now();
+    assert_problem(app.pay(1, id).await, 503).await;
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(3), "gave up after {took:?}");
+    assert_eq!(app.status_of(1, id).await, "Pending");
+}
+
+#[actix_web::test]
+async fn notification_down_leaves_the_payment_standing_and_delivers_once_it_returns() {
+    let notification_port = free_port();
+    let billing = spawn_billing(0).await;
+    let app = spawn_order(
+        &billing,
+        &format!("http://127.0.0.1:{notification_port}"),
+        &[],
+    )
+    .await;
+    app.deposit(1, 5000).await;
+    let paid = app.order(1, 3000).await;
+    let declined = app.order(1, 9000).await;
+
+    let body = app.pay_ok(1, paid).await;
+    assert_eq!(body["status"], "Processing");
+    assert_eq!(body["billing"]["status"], "OK");
+    assert_eq!(body["notification"]["status"], "PENDING");
+    let body = app.pay_ok(1, declined).await;
+    assert_eq!(body["status"], "Failed");
+    assert_eq!(body["notification"]["status"], "PENDING");
+    // paying again while notification is still down: still one charge, still pending
+    assert_eq!(
+        app.pay_ok(1, paid).await["notification"]["status"],
+        "PENDING"
+    );
+    assert_eq!(app.charges(1).await, 1);
+
+    // let a few retries fail, then bring notification back
+    actix_web::rt::time::sleep(Duration::from_millis(700)).await;
+    let notification = spawn_notification(notification_port).await;
+    assert_eq!(notification, app.notification);
+    let delivered = app.wait_for_notifications(1, 2).await;
+    actix_web::rt::time::sleep(Duration::from_millis(500)).await;
+    let after = app.notifications(1).await;
+    println!(
+        "{}: delivered after notification returned: {after:?}",
+        common::testing::backend_name()
+    );
+    assert_eq!(delivered.len(), 2);
+    assert_eq!(
+        after,
+        [
+            format!("order #{declined} Failed"),
+            format!("order #{paid} Processing")
+        ]
+    );
+    assert_eq!(app.pay_ok(1, paid).await["notification"]["status"], "OK");
+}
