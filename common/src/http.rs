@@ -20,6 +20,9 @@ use crate::{
     settings::{ClientSettings, ServerSettings},
 };
 
+/// The access log line: client, request line, status, bytes, duration, request id.
+pub const ACCESS_LOG_FORMAT: &str = r#"%a "%r" %s %b %Dms req=%{x-request-id}o"#;
+
 /// The configured body limit, for error messages.
 #[derive(Debug, Clone, Copy)]
 pub struct BodyLimit(pub usize);
@@ -58,7 +61,7 @@ where
     F: Fn(&mut web::ServiceConfig) + Send + Clone + 'static,
 {
     let addr = listener.local_addr()?;
-    let server = serve(listener, settings, pool, configure)?;
+    let server = serve(name, listener, settings, pool, configure)?;
     log::info!("{name} listening on http://{addr}");
     Ok(Running {
         name,
@@ -80,6 +83,7 @@ pub fn bind(settings: &ServerSettings) -> std::io::Result<TcpListener> {
 /// `GET /health` and `GET /ready`. SIGTERM/SIGINT stop it gracefully: in-flight requests get
 /// `shutdown_timeout` to finish.
 pub fn serve<F>(
+    name: &'static str,
     listener: TcpListener,
     settings: &ServerSettings,
     pool: Pool,
@@ -94,7 +98,12 @@ where
         App::new()
             .wrap(problem::middleware())
             .wrap(from_fn(request_id::middleware))
-            .wrap(Logger::new(r#"%a "%r" %s %b %Dms req=%{x-request-id}o"#).exclude("/health"))
+            // the service's name as log target: in the one-process stack, lines say whose they are
+            .wrap(
+                Logger::new(ACCESS_LOG_FORMAT)
+                    .log_target(name)
+                    .exclude("/health"),
+            )
             .app_data(web::PayloadConfig::new(body_limit))
             .app_data(BodyLimit(body_limit))
             .app_data(web::PathConfig::default().error_handler(path_error))

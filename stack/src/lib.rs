@@ -1,0 +1,200 @@
+//! The whole shop in one process: `cargo run` at the repository root.
+//!
+//! Each service is started from its own library, exactly as its binary starts it, on its own
+//! port; they talk to each other over real HTTP, each with its own database (SQLite files
+//! under `DATA_DIR` unless a `<SERVICE>_DATABASE_URL` says otherwise). In front of them,
+//! [`gateway`] plays the production ingress with forward-auth.
+//!
+//! Settings: `GATEWAY_HOST`/`GATEWAY_PORT` (127.0.0.1:8000), `DATA_DIR` (`data`), and any
+//! service setting prefixed with the service's name: `AUTH_PORT=9001`,
+//! `BILLING_DATABASE_URL=postgres://…`, `AUTH_BCRYPT_COST=10`.
+
+pub mod gateway;
+
+use std::{collections::HashMap, path::PathBuf};
+
+use common::http::Running;
+use futures_util::future::try_join_all;
+
+/// How the stack is laid out.
+#[derive(Debug, Clone)]
+pub struct StackSettings {
+    pub gateway_host: String,
+    pub gateway_port: u16,
+    pub data_dir: PathBuf,
+    /// Environment-style variables; `AUTH_…`, `BILLING_…` … go to that service.
+    pub vars: HashMap<String, String>,
+}
+
+impl StackSettings {
+    /// From the process environment.
+    pub fn from_env() -> anyhow::Result<Self> {
+        Self::from_vars(std::env::vars().collect())
+    }
+
+    pub fn from_vars(vars: HashMap<String, String>) -> anyhow::Result<Self> {
+        let gateway_port = match vars.get("GATEWAY_PORT") {
+            Some(p) => p.parse().map_err(|_| {
+                anyhow::anyhow!("invalid setting GATEWAY_PORT: {p:?} is not a port")
+            })?,
+            None => 8000,
+        };
+        Ok(Self {
+            gateway_host: vars
+                .get("GATEWAY_HOST")
+                .cloned()
+                .unwrap_or_else(|| "127.0.0.1".into()),
+            gateway_port,
+            data_dir: vars
+                .get("DATA_DIR")
+                .map_or_else(|| PathBuf::from("data"), PathBuf::from),
+            vars,
+        })
+    }
+
+    /// The settings of `service`: stack defaults, then `SERVICE_*` variables (prefix removed).
+    fn service<T>(&self, service: &str, defaults: &[(&str, String)]) -> anyhow::Result<T>
+    where
+        T: serde::Serialize + serde::de::DeserializeOwned + Default,
+    {
+        let prefix = format!("{}_", service.to_ascii_uppercase());
+        let mut vars: Vec<(String, String)> = vec![(
+            "DATABASE_URL".into(),
+            self.data_dir
+                .join(format!("{service}.db"))
+                .to_string_lossy()
+                .into_owned(),
+        )];
+        vars.extend(defaults.iter().map(|(k, v)| (k.to_string(), v.clone())));
+        vars.extend(self.vars.iter().filter_map(|(k, v)| {
+            k.strip_prefix(&prefix)
+                .map(|name| (name.to_string(), v.clone()))
+        }));
+        common::settings::load_from(vars).map_err(|e| anyhow::anyhow!("{service}: {e}"))
+    }
+}
+
+/// A started stack.
+pub struct Stack {
+    pub gateway_url: String,
+    pub services: Vec<(Running, String)>,
+    gateway: actix_web::dev::Server,
+}
+
+fn url(running: &Running) -> String {
+    format!("http://127.0.0.1:{}", running.port)
+}
+
+/// Starts billing and notification, then auth and order (which call them), then the gateway.
+pub fn start(settings: &StackSettings) -> anyhow::Result<Stack> {
+    let db = |name: &str| {
+        let key = format!("{}_DATABASE_URL", name.to_ascii_uppercase());
+        let url = settings.vars.get(&key).cloned();
+        url.map(|u| common::db::redacted_url(&u))
+            .unwrap_or_else(|| {
+                settings
+                    .data_dir
+                    .join(format!("{name}.db"))
+                    .display()
+                    .to_string()
+            })
+    };
+    let billing = billing::start(settings.service("billing", &[("PORT", "8002".into())])?)?;
+    let notification =
+        notification::start(settings.service("notification", &[("PORT", "8004".into())])?)?;
+    let auth = auth::start(
+        settings.service(
+            "auth",
+            &[
+                ("PORT", "8001".into()),
+                ("BILLING_URL", url(&billing)),
+                (
+                    "SESSION_KEY_FILE",
+                    settings
+                        .data_dir
+                        .join("auth-session.key")
+                        .to_string_lossy()
+                        .into_owned(),
+                ),
+            ],
+        )?,
+    )?;
+    let order = order::start(settings.service(
+        "order",
+        &[
+            ("PORT", "8003".into()),
+            ("BILLING_URL", url(&billing)),
+            ("NOTIFICATION_URL", url(&notification)),
+        ],
+    )?)?;
+    let upstreams = gateway::Upstreams {
+        auth: url(&auth),
+        billing: url(&billing),
+        order: url(&order),
+        notification: url(&notification),
+    };
+    let listener =
+        std::net::TcpListener::bind((settings.gateway_host.as_str(), settings.gateway_port))
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "gateway: cannot bind {}:{}: {e}",
+                    settings.gateway_host,
+                    settings.gateway_port
+                )
+            })?;
+    let gateway_url = format!("http://{}", listener.local_addr()?);
+    let http = common::http::client(&common::settings::ClientSettings {
+        http_connect_timeout: std::time::Duration::from_secs(1),
+        http_timeout: std::time::Duration::from_secs(30),
+    })?;
+    let gateway = gateway::serve(listener, upstreams, http)?;
+    let services = vec![
+        (db("auth"), auth),
+        (db("billing"), billing),
+        (db("order"), order),
+        (db("notification"), notification),
+    ]
+    .into_iter()
+    .map(|(db, running)| (running, db))
+    .collect();
+    Ok(Stack {
+        gateway_url,
+        services,
+        gateway,
+    })
+}
+
+impl Stack {
+    /// What a newcomer needs to see first.
+    pub fn banner(&self) -> String {
+        let mut text = String::from(
+            "\nshop is running: four services over real HTTP behind a forward-auth gateway\n\n",
+        );
+        text += &format!(
+            "  {:<14}{:<26}{}\n",
+            "gateway", self.gateway_url, "← use this one"
+        );
+        for (running, db) in &self.services {
+            text += &format!("  {:<14}{:<26}{}\n", running.name, url(running), db);
+        }
+        text += &format!(
+            "\nTry it:      curl -s {0}/signin\n\
+             API suite:   newman run order.postman_collection.json --env-var baseUrl={0}\n\
+             Stop:        Ctrl-C (in-flight requests finish first)\n",
+            self.gateway_url
+        );
+        text
+    }
+
+    /// Runs until Ctrl-C / SIGTERM stops every server.
+    pub async fn run(self) -> anyhow::Result<()> {
+        let mut servers: Vec<actix_web::dev::Server> = self
+            .services
+            .into_iter()
+            .map(|(r, _)| r.into_future())
+            .collect();
+        servers.push(self.gateway);
+        try_join_all(servers).await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,266 @@
+//! The whole stack, as `cargo run` starts it (every port 0, a fresh data directory), driven
+//! through the gateway only: the course scenario, and what the ingress must guarantee.
+
+use std::collections::HashMap;
+
+use reqwest::{Method, Response, StatusCode};
+use serde_json::{Value, json};
+
+struct Shop {
+    url: String,
+    http: reqwest::Client,
+    banner: String,
+}
+
+async fn spawn_shop(extra: &[(&str, &str)]) -> Shop {
+    common::telemetry::init_for_tests();
+    let data_dir = std::env::temp_dir()
+        .join("shop-tests")
+        .join(format!("stack-{}", common::testing::free_port()));
+    let mut vars: HashMap<String, String> = [
+        ("GATEWAY_PORT", "0"),
+        ("AUTH_PORT", "0"),
+        ("BILLING_PORT", "0"),
+        ("ORDER_PORT", "0"),
+        ("NOTIFICATION_PORT", "0"),
+        ("AUTH_BCRYPT_COST", "4"),
+        ("AUTH_WORKERS", "1"),
+        ("BILLING_WORKERS", "1"),
+        ("ORDER_WORKERS", "1"),
+        ("NOTIFICATION_WORKERS", "1"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    vars.insert("DATA_DIR".into(), data_dir.to_string_lossy().into_owned());
+    for service in ["auth", "billing", "order", "notification"] {
+        if common::testing::backend_name() == "postgres" {
+            vars.insert(
+                format!("{}_DATABASE_URL", service.to_uppercase()),
+                common::testing::fresh_database_url(service),
+            );
+        }
+    }
+    vars.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    let stack = stack::start(&stack::StackSettings::from_vars(vars).unwrap()).unwrap();
+    let (url, banner) = (stack.gateway_url.clone(), stack.banner());
+    // servers only serve while polled: run the stack on this test's runtime
+    actix_web::rt::spawn(stack.run());
+    Shop {
+        url,
+        http: common::testing::http_client(),
+        banner,
+    }
+}
+
+impl Shop {
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        cookie: Option<&str>,
+        body: Option<Value>,
+    ) -> Response {
+        let mut req = self.http.request(method, format!("{}{path}", self.url));
+        if let Some(cookie) = cookie {
+            req = req.header("Cookie", cookie);
+        }
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        req.send().await.unwrap()
+    }
+
+    /// Registers and logs in a new user; returns the cookie.
+    async fn user(&self, login: &str) -> String {
+        let body = json!({"login": login, "password": "secret-password", "email": format!("{login}@example.com"),
+                          "first_name": "A", "last_name": "B"});
+        assert_eq!(
+            self.call(Method::POST, "/register", None, Some(body))
+                .await
+                .status(),
+            200
+        );
+        let res = self
+            .call(
+                Method::POST,
+                "/login",
+                None,
+                Some(json!({"login": login, "password": "secret-password"})),
+            )
+            .await;
+        assert_eq!(res.status(), 200);
+        let set_cookie = res.headers()["set-cookie"].to_str().unwrap();
+        set_cookie.split(';').next().unwrap().to_string()
+    }
+}
+
+async fn json_of(res: Response) -> Value {
+    res.json().await.unwrap()
+}
+
+#[actix_web::test]
+async fn the_course_scenario_through_the_gateway() {
+    let shop = spawn_shop(&[]).await;
+    let c = shop.user("alice").await;
+    let c = Some(c.as_str());
+    let dep = json_of(
+        shop.call(
+            Method::POST,
+            "/billing/change",
+            c,
+            Some(json!({"amount": 5000})),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(dep["balance"], 5000);
+
+    let order = json_of(
+        shop.call(Method::POST, "/order", c, Some(json!({"amount": 3000})))
+            .await,
+    )
+    .await;
+    let id = order["id"].as_i64().unwrap();
+    let paid = json_of(
+        shop.call(Method::PUT, &format!("/order/{id}/pay"), c, None)
+            .await,
+    )
+    .await;
+    assert_eq!(paid["billing"]["status"], "OK");
+    assert_eq!(
+        json_of(shop.call(Method::GET, "/billing/current", c, None).await).await["balance"],
+        2000
+    );
+    let notes = json_of(shop.call(Method::GET, "/notification", c, None).await).await;
+    assert_eq!(notes[0]["message"], format!("order #{id} Processing"));
+
+    let order = json_of(
+        shop.call(Method::POST, "/order", c, Some(json!({"amount": 3000})))
+            .await,
+    )
+    .await;
+    let id2 = order["id"].as_i64().unwrap();
+    let declined = json_of(
+        shop.call(Method::PUT, &format!("/order/{id2}/pay"), c, None)
+            .await,
+    )
+    .await;
+    assert_eq!(declined["billing"]["status"], "ERROR");
+    assert_eq!(
+        json_of(shop.call(Method::GET, "/billing/current", c, None).await).await["balance"],
+        2000
+    );
+    let notes = json_of(shop.call(Method::GET, "/notification", c, None).await).await;
+    assert_eq!(notes[0]["message"], format!("order #{id2} Failed"));
+}
+
+#[actix_web::test]
+async fn identity_headers_from_the_client_never_impersonate_anyone() {
+    let shop = spawn_shop(&[]).await;
+    let alice = shop.user("alice").await;
+    let bob = shop.user("bob").await;
+    shop.call(
+        Method::POST,
+        "/billing/change",
+        Some(&alice),
+        Some(json!({"amount": 700})),
+    )
+    .await;
+    // anonymous with a forged id: refused before any service sees it
+    let forged = shop
+        .http
+        .get(format!("{}/billing/current", shop.url))
+        .header("X-UserId", "1")
+        .header("X-User", "alice")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), StatusCode::UNAUTHORIZED);
+    // bob claiming to be alice is still bob
+    let res = shop
+        .http
+        .get(format!("{}/billing/current", shop.url))
+        .header("Cookie", &bob)
+        .header("X-UserId", "1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(json_of(res).await["balance"], 0);
+}
+
+#[actix_web::test]
+async fn internal_and_cluster_routes_are_not_routed() {
+    let shop = spawn_shop(&[]).await;
+    let alice = shop.user("alice").await;
+    for (method, path) in [
+        (Method::POST, "/internal/payments"),
+        (Method::POST, "/internal/accounts"),
+        (Method::POST, "/internal/notifications"),
+        (Method::GET, "/metrics"),
+        (Method::GET, "/health"),
+        (Method::GET, "/ready"),
+        (Method::GET, "/"),
+    ] {
+        let res = shop
+            .call(
+                method.clone(),
+                path,
+                Some(&alice),
+                Some(json!({"order_id": 1, "user_id": 1, "amount": 1})),
+            )
+            .await;
+        assert_eq!(res.status(), StatusCode::NOT_FOUND, "{method} {path}");
+        assert_eq!(res.headers()["content-type"], "application/problem+json");
+    }
+}
+
+#[actix_web::test]
+async fn public_routes_pass_without_a_login_and_protected_ones_do_not() {
+    let shop = spawn_shop(&[]).await;
+    assert_eq!(
+        shop.call(Method::GET, "/signin", None, None).await.status(),
+        200
+    );
+    assert_eq!(
+        shop.call(Method::GET, "/auth", None, None).await.status(),
+        401
+    );
+    for path in [
+        "/users/me",
+        "/billing/current",
+        "/billing/history",
+        "/order",
+        "/notification",
+    ] {
+        let res = shop.call(Method::GET, path, None, None).await;
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED, "{path}");
+        assert_eq!(res.headers()["content-type"], "application/problem+json");
+    }
+}
+
+#[actix_web::test]
+async fn the_request_id_is_kept_or_made_and_returned() {
+    let shop = spawn_shop(&[]).await;
+    let res = shop
+        .http
+        .get(format!("{}/signin", shop.url))
+        .header("X-Request-Id", "trace-7")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.headers()["x-request-id"], "trace-7");
+    let res = shop.call(Method::GET, "/order", None, None).await;
+    assert!(!res.headers()["x-request-id"].is_empty());
+}
+
+#[actix_web::test]
+async fn the_banner_names_the_gateway_and_the_newman_command() {
+    let shop = spawn_shop(&[]).await;
+    let banner = &shop.banner;
+    assert!(banner.contains(&shop.url));
+    assert!(banner.contains("newman run order.postman_collection.json --env-var baseUrl="));
+    for name in ["auth", "billing", "order", "notification"] {
+        assert!(banner.contains(name));
+    }
+}
