@@ -53,7 +53,7 @@ pub fn start(settings: Settings) -> anyhow::Result<Running> {
         secure: settings.session_cookie_secure,
     };
     session_store::spawn_cleanup(pool.clone(), settings.session_cleanup_interval);
-    let listener = http::bind(&settings.server)?;
+    let listener = http::bind("auth", &settings.server)?;
     http::start("auth", listener, &settings.server, pool, move |cfg| {
         routes::configure(cfg, &state, &sessions)
     })

@@ -70,9 +70,16 @@ where
     })
 }
 
-/// Binds the listener a service will serve on.
-pub fn bind(settings: &ServerSettings) -> std::io::Result<TcpListener> {
-    TcpListener::bind((settings.host.as_str(), settings.port))
+/// Binds the listener a service will serve on; the error names the address (and the
+/// variables that set it).
+pub fn bind(name: &str, settings: &ServerSettings) -> anyhow::Result<TcpListener> {
+    TcpListener::bind((settings.host.as_str(), settings.port)).map_err(|e| {
+        anyhow::anyhow!(
+            "{name}: cannot listen on {}:{} (HOST, PORT): {e}",
+            settings.host,
+            settings.port
+        )
+    })
 }
 
 /// Starts a service's HTTP server on `listener`.

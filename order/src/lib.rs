@@ -58,7 +58,7 @@ pub fn start(settings: Settings) -> anyhow::Result<Running> {
         lease,
         settings.outbox_max_backoff,
     );
-    let listener = http::bind(&settings.server)?;
+    let listener = http::bind("order", &settings.server)?;
     http::start("order", listener, &settings.server, pool, move |cfg| {
         routes::configure(cfg, &state)
     })
