@@ -179,10 +179,4 @@ impl TestApp {
     }
 }
 
-pub async fn assert_problem(res: Response, status: u16) -> Value {
-    assert_eq!(res.status(), status);
-    assert_eq!(res.headers()["content-type"], "application/problem+json");
-    let body: Value = res.json().await.unwrap();
-    assert_eq!(body["status"], status);
-    body
-}
+pub use common::testing::assert_problem;

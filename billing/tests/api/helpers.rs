@@ -112,17 +112,4 @@ impl TestApp {
     }
 }
 
-/// Asserts a problem+json answer and returns its body.
-pub async fn assert_problem(res: reqwest::Response, status: u16) -> Value {
-    assert_eq!(res.status(), status);
-    let content_type = res.headers()["content-type"].to_str().unwrap().to_string();
-    assert_eq!(content_type, "application/problem+json");
-    let body: Value = res.json().await.unwrap();
-    assert_eq!(body["status"], status);
-    assert_eq!(body["type"], "about:blank");
-    assert!(
-        body["title"].is_string() && body["detail"].is_string(),
-        "{body}"
-    );
-    body
-}
+pub use common::testing::assert_problem;

@@ -57,8 +57,4 @@ impl TestApp {
     }
 }
 
-pub async fn assert_problem(res: reqwest::Response, status: u16) -> Value {
-    assert_eq!(res.status(), status);
-    assert_eq!(res.headers()["content-type"], "application/problem+json");
-    res.json().await.unwrap()
-}
+pub use common::testing::assert_problem;
