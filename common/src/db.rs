@@ -192,12 +192,26 @@ pub fn open(settings: &DatabaseSettings, migrations: Migrations) -> anyhow::Resu
     Ok(pool)
 }
 
+/// The PostgreSQL advisory lock key taken while migrating (any fixed number; "shop").
+const MIGRATION_LOCK: i64 = 0x73686f70;
+
 /// Applies the pending migrations of whichever backend the pool points at.
 pub fn migrate(pool: &Pool, migrations: Migrations) -> anyhow::Result<usize> {
     let mut conn = pool.get()?;
     let applied = match &mut *conn {
-        AnyConnection::Postgresql(c) => c.run_pending_migrations(migrations.postgres),
-        AnyConnection::Sqlite(c) => c.run_pending_migrations(migrations.sqlite),
+        AnyConnection::Postgresql(c) => {
+            // Every replica's init container migrates at once: one at a time, the others
+            // wait and then find nothing left to do.
+            diesel::sql_query(format!("SELECT pg_advisory_lock({MIGRATION_LOCK})")).execute(c)?;
+            let result = c
+                .run_pending_migrations(migrations.postgres)
+                .map(|v| v.into_iter().map(|m| m.to_string()).collect::<Vec<_>>());
+            diesel::sql_query(format!("SELECT pg_advisory_unlock({MIGRATION_LOCK})")).execute(c)?;
+            result
+        }
+        AnyConnection::Sqlite(c) => c
+            .run_pending_migrations(migrations.sqlite)
+            .map(|v| v.into_iter().map(|m| m.to_string()).collect()),
     }
     .map_err(|e| anyhow::anyhow!("migration failed: {e}"))?;
     for version in &applied {

@@ -1,0 +1,109 @@
+"""Generates an nginx.conf equivalent to what ingress-nginx renders for the Ingresses in the
+rendered manifests (see shared/reference/ingress-nginx-forward-auth.conf): one location per
+Ingress path, `auth_request` for Ingresses with `auth-url`, the auth-response-headers copied
+onto the upstream request (replacing the client's), `auth-keepalive` as a keepalive upstream,
+and 404 for everything no Ingress routes. Service hosts are mapped to local ports.
+
+usage: python3 nginx_from_ingress.py RENDERED_MANIFESTS LISTEN_PORT auth=PORT billing=PORT ...
+"""
+import base64
+import re
+import sys
+
+import yaml
+
+PREFIX = "nginx.ingress.kubernetes.io/"
+
+
+def main(rendered, listen_port, port_args):
+    ports = dict(a.split("=", 1) for a in port_args)
+    ingresses = [d for d in yaml.safe_load_all(open(rendered)) if d and d.get("kind") == "Ingress"]
+    upstreams, locations, hosts = [], [], set()
+    for svc, port in sorted(ports.items()):
+        upstreams.append(f"    upstream svc_{svc} {{ server 127.0.0.1:{port}; keepalive 16; }}")
+    for ing in ingresses:
+        notes = ing["metadata"].get("annotations", {})
+        auth_url = notes.get(PREFIX + "auth-url")
+        response_headers = [h.strip() for h in notes.get(PREFIX + "auth-response-headers", "").split(",") if h.strip()]
+        keepalive = notes.get(PREFIX + "auth-keepalive")
+        for rule in ing["spec"]["rules"]:
+            hosts.add(rule.get("host", "_"))
+            for p in rule["http"]["paths"]:
+                path, kind = p["path"], p["pathType"]
+                backend = p["backend"]["service"]["name"]
+                body = []
+                if auth_url:
+                    m = re.match(r"http://([a-z0-9-]+)[.a-z0-9-]*(?::\d+)?(/.*)", auth_url)
+                    auth_svc, auth_path = m.group(1), m.group(2)
+                    name = "/_external-auth-" + base64.urlsafe_b64encode(path.encode()).decode().rstrip("=") + "-" + kind
+                    target = f"http://svc_{auth_svc}{auth_path}" if keepalive else f"http://127.0.0.1:{ports[auth_svc]}{auth_path}"
+                    locations.append(f"""
+        location = {name} {{
+            internal;
+            proxy_pass_request_body     off;
+            proxy_set_header            Content-Length          "";
+            proxy_set_header            X-Forwarded-Proto       "";
+            proxy_set_header            X-Request-ID            $req_id;
+            proxy_set_header            Host                    {auth_svc};
+            proxy_set_header            X-Original-URL          $scheme://$http_host$request_uri;
+            proxy_set_header            X-Original-Method       $request_method;
+            proxy_set_header            X-Sent-From             "nginx-ingress-controller";
+            proxy_set_header            X-Real-IP               $remote_addr;
+            proxy_set_header            X-Forwarded-For         $remote_addr;
+            proxy_set_header            X-Auth-Request-Redirect $request_uri;
+            proxy_pass_request_headers  on;
+            proxy_http_version          1.1;
+            {'proxy_set_header            Connection              "";' if keepalive else ''}
+            proxy_pass                  {target};
+        }}""")
+                    body.append(f"            auth_request {name};")
+                    body.append("            auth_request_set $auth_cookie $upstream_http_set_cookie;")
+                    body.append("            add_header Set-Cookie $auth_cookie;")
+                    for i, header in enumerate(response_headers):
+                        var = "$upstream_http_" + header.lower().replace("-", "_")
+                        body.append(f"            auth_request_set $authHeader{i} {var};")
+                        body.append(f"            proxy_set_header '{header}' $authHeader{i};")
+                body += [
+                    "            proxy_set_header Host $http_host;",
+                    "            proxy_set_header X-Request-ID $req_id;",
+                    "            proxy_set_header X-Real-IP $remote_addr;",
+                    "            proxy_set_header X-Forwarded-For $remote_addr;",
+                    "            proxy_set_header X-Forwarded-Proto $scheme;",
+                    "            proxy_set_header Connection \"\";",
+                    "            proxy_http_version 1.1;",
+                    f"            proxy_pass http://svc_{backend};",
+                ]
+                # Exact → one exact location; Prefix → the path itself and everything below it
+                matchers = [f"= {path}"] if kind == "Exact" else [f"= {path}", f"{path.rstrip('/')}/"]
+                for matcher in matchers:
+                    locations.append(f"        # Ingress {ing['metadata']['name']}: {path} ({kind}) → {backend}\n"
+                                     f"        location {matcher} {{\n" + "\n".join(body) + "\n        }")
+    print(f"""# generated by scripts/lib/nginx_from_ingress.py from the Ingresses in k8s/ — do not edit
+worker_processes 1;
+pid logs/nginx.pid;
+daemon off;
+error_log logs/error.log notice;
+events {{ worker_connections 512; }}
+http {{
+    access_log logs/access.log;
+    client_body_temp_path tmp/client_body;
+    proxy_temp_path       tmp/proxy;
+    fastcgi_temp_path     tmp/fastcgi;
+    uwsgi_temp_path       tmp/uwsgi;
+    scgi_temp_path        tmp/scgi;
+    client_max_body_size  1m;
+    map $http_x_request_id $req_id {{ default $http_x_request_id; "" $request_id; }}
+{chr(10).join(upstreams)}
+    server {{
+        # the Ingress hosts ({", ".join(sorted(hosts))}); default_server so tests need no hosts entry
+        listen 127.0.0.1:{listen_port} default_server;
+        server_name {" ".join(sorted(hosts))};
+{chr(10).join(locations)}
+        # no Ingress routes anything else: /internal/*, /metrics, /health, /ready …
+        location / {{ return 404; }}
+    }}
+}}""")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2], sys.argv[3:])
