@@ -38,23 +38,22 @@ pub fn migrate(settings: &Settings) -> anyhow::Result<()> {
 /// inside an actix runtime (it starts the expired-session sweeper).
 pub fn start(settings: Settings) -> anyhow::Result<Running> {
     settings.validate()?;
-    let pool = common::db::open(&settings.database, MIGRATIONS)?;
-    let state = web::Data::new(routes::AuthState {
-        hasher: password::Hasher::new(settings.bcrypt_cost)?,
-        billing: billing_client::BillingClient::new(
-            http::client(&settings.client)?,
-            &settings.billing_url,
-        ),
-    });
-    let sessions = routes::SessionConfig {
-        store: session_store::DbSessionStore::new(pool.clone()),
-        key: settings.cookie_key()?,
-        ttl: settings.session_ttl,
-        secure: settings.session_cookie_secure,
-    };
-    session_store::spawn_cleanup(pool.clone(), settings.session_cleanup_interval);
-    let listener = http::bind("auth", &settings.server)?;
-    http::start("auth", listener, &settings.server, pool, move |cfg| {
-        routes::configure(cfg, &state, &sessions)
+    let (server, database) = (settings.server.clone(), settings.database.clone());
+    http::launch("auth", &server, &database, MIGRATIONS, move |pool| {
+        let state = web::Data::new(routes::AuthState {
+            hasher: password::Hasher::new(settings.bcrypt_cost)?,
+            billing: billing_client::BillingClient::new(
+                http::client(&settings.client)?,
+                &settings.billing_url,
+            ),
+        });
+        let sessions = routes::SessionConfig {
+            store: session_store::DbSessionStore::new(pool.clone()),
+            key: settings.cookie_key()?,
+            ttl: settings.session_ttl,
+            secure: settings.session_cookie_secure,
+        };
+        session_store::spawn_cleanup(pool.clone(), settings.session_cleanup_interval);
+        Ok(move |cfg: &mut web::ServiceConfig| routes::configure(cfg, &state, &sessions))
     })
 }

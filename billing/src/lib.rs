@@ -32,13 +32,11 @@ pub fn migrate(settings: &Settings) -> anyhow::Result<()> {
 
 /// Opens the database (applying migrations), binds the port and starts serving.
 pub fn start(settings: Settings) -> anyhow::Result<Running> {
-    let pool = common::db::open(&settings.database, MIGRATIONS)?;
-    let listener = http::bind("billing", &settings.server)?;
-    http::start(
+    http::launch(
         "billing",
-        listener,
         &settings.server,
-        pool,
-        routes::configure,
+        &settings.database,
+        MIGRATIONS,
+        |_| Ok(routes::configure),
     )
 }

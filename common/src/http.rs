@@ -49,6 +49,26 @@ impl std::future::IntoFuture for Running {
     }
 }
 
+/// Everything a service does to start: open its database (applying migrations), let
+/// `routes` build the route table from the pool (session stores, outbox relays… need it),
+/// bind the port and serve.
+pub fn launch<B, F>(
+    name: &'static str,
+    server: &ServerSettings,
+    database: &crate::settings::DatabaseSettings,
+    migrations: db::Migrations,
+    routes: B,
+) -> anyhow::Result<Running>
+where
+    B: FnOnce(&Pool) -> anyhow::Result<F>,
+    F: Fn(&mut web::ServiceConfig) + Send + Clone + 'static,
+{
+    let pool = db::open(database, migrations)?;
+    let configure = routes(&pool)?;
+    let listener = bind(name, server)?;
+    start(name, listener, server, pool, configure)
+}
+
 /// [`serve`], logging where the service listens.
 pub fn start<F>(
     name: &'static str,

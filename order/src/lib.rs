@@ -41,25 +41,25 @@ pub fn migrate(settings: &Settings) -> anyhow::Result<()> {
 /// serves. Must run inside an actix runtime.
 pub fn start(settings: Settings) -> anyhow::Result<Running> {
     settings.validate()?;
-    let pool = common::db::open(&settings.database, MIGRATIONS)?;
-    let client = http::client(&settings.client)?;
-    let notification = clients::NotificationClient::new(client.clone(), &settings.notification_url);
-    let state = web::Data::new(routes::OrderState {
-        billing: clients::BillingClient::new(client, &settings.billing_url),
-        notification: notification.clone(),
-        max_backoff: settings.outbox_max_backoff,
-    });
-    // a claimed message is left alone for longer than one delivery can take
-    let lease = settings.client.http_timeout + std::time::Duration::from_secs(5);
-    outbox::spawn_relay(
-        pool.clone(),
-        notification,
-        settings.outbox_poll_interval,
-        lease,
-        settings.outbox_max_backoff,
-    );
-    let listener = http::bind("order", &settings.server)?;
-    http::start("order", listener, &settings.server, pool, move |cfg| {
-        routes::configure(cfg, &state)
+    let (server, database) = (settings.server.clone(), settings.database.clone());
+    http::launch("order", &server, &database, MIGRATIONS, move |pool| {
+        let client = http::client(&settings.client)?;
+        let notification =
+            clients::NotificationClient::new(client.clone(), &settings.notification_url);
+        let state = web::Data::new(routes::OrderState {
+            billing: clients::BillingClient::new(client, &settings.billing_url),
+            notification: notification.clone(),
+            max_backoff: settings.outbox_max_backoff,
+        });
+        // a claimed message is left alone for longer than one delivery can take
+        let lease = settings.client.http_timeout + std::time::Duration::from_secs(5);
+        outbox::spawn_relay(
+            pool.clone(),
+            notification,
+            settings.outbox_poll_interval,
+            lease,
+            settings.outbox_max_backoff,
+        );
+        Ok(move |cfg: &mut web::ServiceConfig| routes::configure(cfg, &state))
     })
 }
