@@ -11,8 +11,9 @@ STACK_URL=""
 start_stack() {
   local binary=$1 data_dir=$2 port i
   port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()')
+  # debug logging: the secrets check after the run reads the most talkative log there is
   DATA_DIR="$data_dir" GATEWAY_PORT="$port" AUTH_PORT=0 BILLING_PORT=0 ORDER_PORT=0 NOTIFICATION_PORT=0 \
-    "$binary" >"$data_dir/stack.log" 2>&1 &
+    RUST_LOG="${RUST_LOG:-debug}" "$binary" >"$data_dir/stack.log" 2>&1 &
   STACK_PID=$!
   STACK_URL="http://127.0.0.1:$port"
   for i in $(seq 1 100); do
