@@ -43,7 +43,7 @@ pub fn start(settings: Settings) -> anyhow::Result<Running> {
         let state = web::Data::new(routes::AuthState {
             hasher: password::Hasher::new(settings.bcrypt_cost)?,
             billing: billing_client::BillingClient::new(
-                http::client(&settings.client)?,
+                http::client(&settings.client, settings.server.internal_token.as_ref())?,
                 &settings.billing_url,
             ),
         });

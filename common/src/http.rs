@@ -11,6 +11,12 @@ use actix_web::{
     middleware::{Logger, from_fn},
     web,
 };
+use actix_web::{
+    body::{EitherBody, MessageBody},
+    dev::{ServiceRequest, ServiceResponse},
+    middleware::Next,
+};
+use secrecy::ExposeSecret;
 use serde_json::json;
 
 use crate::{
@@ -121,8 +127,15 @@ where
 {
     let body_limit = settings.body_limit;
     let pool = web::Data::new(pool);
+    let internal = web::Data::new(InternalToken(settings.internal_token.clone()));
+    if settings.internal_token.is_none() {
+        log::warn!(
+            "INTERNAL_TOKEN is unset: /internal/* accepts calls without a service credential"
+        );
+    }
     let mut server = HttpServer::new(move || {
         App::new()
+            .wrap(from_fn(internal_guard))
             .wrap(problem::middleware())
             .wrap(from_fn(request_id::middleware))
             // the service's name as log target: in the one-process stack, lines say whose they are
@@ -136,6 +149,7 @@ where
             .app_data(web::PathConfig::default().error_handler(path_error))
             .app_data(web::QueryConfig::default().error_handler(query_error))
             .app_data(pool.clone())
+            .app_data(internal.clone())
             .route("/health", web::get().to(health))
             .route("/ready", web::get().to(ready))
             .configure(configure.clone())
@@ -146,6 +160,51 @@ where
         server = server.workers(workers);
     }
     Ok(server.run())
+}
+
+/// The configured service credential, if any.
+struct InternalToken(Option<secrecy::SecretString>);
+
+/// The header that carries the service credential between services.
+pub const INTERNAL_TOKEN_HEADER: &str = "x-internal-token";
+
+/// Refuses `/internal/*` calls without the service credential: defence in depth behind the
+/// ingress, which never routes `/internal` at all.
+async fn internal_guard(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
+    let expected = req
+        .app_data::<web::Data<InternalToken>>()
+        .and_then(|t| t.0.clone());
+    if let (true, Some(expected)) = (req.path().starts_with("/internal/"), expected) {
+        let given = req
+            .headers()
+            .get(INTERNAL_TOKEN_HEADER)
+            .map(|v| v.as_bytes())
+            .unwrap_or(b"");
+        if !constant_time_eq(given, expected.expose_secret().as_bytes()) {
+            log::warn!(
+                "refused {} {}: missing or wrong service credential",
+                req.method(),
+                req.path()
+            );
+            let res = Problem::new(
+                StatusCode::UNAUTHORIZED,
+                "internal endpoint: missing or invalid service credential",
+            )
+            .to_response();
+            return Ok(req.into_response(res).map_into_right_body());
+        }
+    }
+    next.call(req)
+        .await
+        .map(ServiceResponse::map_into_left_body)
+}
+
+/// Equal in time that does not depend on where the inputs differ.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 fn path_error(err: PathError, req: &HttpRequest) -> actix_web::Error {
@@ -181,10 +240,24 @@ async fn ready(pool: web::Data<Pool>) -> HttpResponse {
 }
 
 /// The client for calls to other services: connect and total timeouts from settings, no
-/// redirects, no proxies from the environment (calls stay inside the cluster).
-pub fn client(settings: &ClientSettings) -> anyhow::Result<reqwest::Client> {
+/// redirects, no proxies from the environment (calls stay inside the cluster), and the
+/// service credential on every call when one is configured.
+pub fn client(
+    settings: &ClientSettings,
+    internal_token: Option<&secrecy::SecretString>,
+) -> anyhow::Result<reqwest::Client> {
     install_tls_provider();
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(token) = internal_token {
+        let mut value =
+            reqwest::header::HeaderValue::from_str(token.expose_secret()).map_err(|_| {
+                anyhow::anyhow!("invalid setting INTERNAL_TOKEN: must be printable ASCII")
+            })?;
+        value.set_sensitive(true);
+        headers.insert(INTERNAL_TOKEN_HEADER, value);
+    }
     reqwest::Client::builder()
+        .default_headers(headers)
         .connect_timeout(settings.http_connect_timeout)
         .timeout(settings.http_timeout)
         .redirect(reqwest::redirect::Policy::none())
@@ -257,6 +330,14 @@ impl PropagateRequestId for reqwest::RequestBuilder {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tokens_compare_equal_only_when_identical() {
+        assert!(constant_time_eq(b"secret", b"secret"));
+        assert!(!constant_time_eq(b"secret", b"secreT"));
+        assert!(!constant_time_eq(b"secret", b"secret2"));
+        assert!(!constant_time_eq(b"", b"secret"));
+    }
 
     #[test]
     fn limit_defaults_and_bounds() {

@@ -88,6 +88,11 @@ pub struct ServerSettings {
     pub shutdown_timeout: Duration,
     /// `BODY_LIMIT`: largest accepted request body, in bytes.
     pub body_limit: usize,
+    /// `INTERNAL_TOKEN`: the service credential. `/internal/*` refuses calls that do not carry
+    /// it in `X-Internal-Token`, and calls to other services send it. The same value for every
+    /// service (a Kubernetes Secret). Unset: `/internal/*` is open — local development only.
+    #[serde(skip_serializing)]
+    pub internal_token: Option<secrecy::SecretString>,
 }
 
 impl ServerSettings {
@@ -98,6 +103,7 @@ impl ServerSettings {
             workers: None,
             shutdown_timeout: Duration::from_secs(20),
             body_limit: 64 * 1024,
+            internal_token: None,
         }
     }
 }

@@ -85,3 +85,6 @@ pub async fn assert_problem(res: reqwest::Response, status: u16) -> serde_json::
     );
     body
 }
+
+/// The service credential every service under test shares.
+pub const INTERNAL_TOKEN: &str = "test-internal-token";

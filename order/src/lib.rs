@@ -43,7 +43,7 @@ pub fn start(settings: Settings) -> anyhow::Result<Running> {
     settings.validate()?;
     let (server, database) = (settings.server.clone(), settings.database.clone());
     http::launch("order", &server, &database, MIGRATIONS, move |pool| {
-        let client = http::client(&settings.client)?;
+        let client = http::client(&settings.client, settings.server.internal_token.as_ref())?;
         let notification =
             clients::NotificationClient::new(client.clone(), &settings.notification_url);
         let state = web::Data::new(routes::OrderState {

@@ -7,7 +7,8 @@
 //!
 //! Settings: `GATEWAY_HOST`/`GATEWAY_PORT` (127.0.0.1:8000), `DATA_DIR` (`data`), and any
 //! service setting prefixed with the service's name: `AUTH_PORT=9001`,
-//! `BILLING_DATABASE_URL=postgres://…`, `AUTH_BCRYPT_COST=10`.
+//! `BILLING_DATABASE_URL=postgres://…`, `AUTH_BCRYPT_COST=10`. The services share one
+//! `INTERNAL_TOKEN`, random per run unless given.
 
 pub mod gateway;
 
@@ -24,6 +25,8 @@ pub struct StackSettings {
     pub data_dir: PathBuf,
     /// Environment-style variables; `AUTH_…`, `BILLING_…` … go to that service.
     pub vars: HashMap<String, String>,
+    /// The service credential every service shares: `INTERNAL_TOKEN`, or a fresh random one.
+    internal_token: String,
 }
 
 impl StackSettings {
@@ -48,6 +51,10 @@ impl StackSettings {
             data_dir: vars
                 .get("DATA_DIR")
                 .map_or_else(|| PathBuf::from("data"), PathBuf::from),
+            internal_token: vars
+                .get("INTERNAL_TOKEN")
+                .cloned()
+                .unwrap_or_else(random_token),
             vars,
         })
     }
@@ -58,13 +65,14 @@ impl StackSettings {
         T: serde::Serialize + serde::de::DeserializeOwned + Default,
     {
         let prefix = format!("{}_", service.to_ascii_uppercase());
-        let mut vars: Vec<(String, String)> = vec![(
-            "DATABASE_URL".into(),
-            self.data_dir
-                .join(format!("{service}.db"))
-                .to_string_lossy()
-                .into_owned(),
-        )];
+        let database_url = self.data_dir.join(format!("{service}.db"));
+        let mut vars: Vec<(String, String)> = vec![
+            (
+                "DATABASE_URL".into(),
+                database_url.to_string_lossy().into_owned(),
+            ),
+            ("INTERNAL_TOKEN".into(), self.internal_token.clone()),
+        ];
         vars.extend(defaults.iter().map(|(k, v)| (k.to_string(), v.clone())));
         vars.extend(self.vars.iter().filter_map(|(k, v)| {
             k.strip_prefix(&prefix)
@@ -72,6 +80,14 @@ impl StackSettings {
         }));
         common::settings::load_from(vars).map_err(|e| anyhow::anyhow!("{service}: {e}"))
     }
+}
+
+/// 32 random bytes, hex: the per-run service credential of the local stack.
+fn random_token() -> String {
+    use rand::RngCore;
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// A started stack.
@@ -143,10 +159,12 @@ pub fn start(settings: &StackSettings) -> anyhow::Result<Stack> {
                 )
             })?;
     let gateway_url = format!("http://{}", listener.local_addr()?);
-    let http = common::http::client(&common::settings::ClientSettings {
+    // the gateway plays the ingress: it carries no service credential
+    let timeouts = common::settings::ClientSettings {
         http_connect_timeout: std::time::Duration::from_secs(1),
         http_timeout: std::time::Duration::from_secs(30),
-    })?;
+    };
+    let http = common::http::client(&timeouts, None)?;
     let gateway = gateway::serve(listener, upstreams, http)?;
     let services = vec![
         (db("auth"), auth),

@@ -26,6 +26,7 @@ pub async fn spawn_billing() -> String {
     let settings: billing::Settings = common::settings::load_from([
         ("PORT", "0"),
         ("WORKERS", "1"),
+        ("INTERNAL_TOKEN", common::testing::INTERNAL_TOKEN),
         ("DATABASE_URL", fresh_database_url("billing").as_str()),
     ])
     .unwrap();
@@ -45,6 +46,7 @@ pub async fn spawn_auth(
     let mut vars = vec![
         ("PORT", "0"),
         ("WORKERS", "2"),
+        ("INTERNAL_TOKEN", common::testing::INTERNAL_TOKEN),
         ("BCRYPT_COST", "4"),
         ("SESSION_KEY", SESSION_KEY),
         ("HTTP_TIMEOUT", "2s"),

@@ -37,6 +37,7 @@ async fn registering_opens_the_billing_account() {
     let res = app
         .client
         .post(format!("{}/internal/accounts", app.billing_address))
+        .header("X-Internal-Token", common::testing::INTERNAL_TOKEN)
         .json(&json!({"user_id": id}))
         .send()
         .await

@@ -21,6 +21,7 @@ pub async fn spawn_app_on(database_url: String) -> TestApp {
         ("PORT", "0"),
         ("WORKERS", "2"),
         ("DB_POOL_SIZE", "8"),
+        ("INTERNAL_TOKEN", common::testing::INTERNAL_TOKEN),
         ("DATABASE_URL", database_url.as_str()),
     ])
     .expect("test settings");
@@ -81,6 +82,7 @@ impl TestApp {
     pub async fn internal(&self, path: &str, body: Value) -> reqwest::Response {
         self.client
             .post(format!("{}/internal/{path}", self.address))
+            .header("X-Internal-Token", common::testing::INTERNAL_TOKEN)
             .json(&body)
             .send()
             .await

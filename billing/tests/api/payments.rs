@@ -127,3 +127,31 @@ async fn bad_internal_requests_are_400_problems_naming_the_field() {
         assert_eq!(problem["field"], field, "{body} → {problem}");
     }
 }
+
+#[actix_web::test]
+async fn internal_endpoints_refuse_calls_without_the_service_credential() {
+    let app = spawn_app().await;
+    app.deposit(1, 5000).await;
+    let body = json!({"order_id": 1, "user_id": 1, "amount": 3000});
+    for token in [None, Some("wrong"), Some("test-internal-toke")] {
+        let mut req = app
+            .client
+            .post(format!("{}/internal/payments", app.address))
+            .json(&body);
+        if let Some(token) = token {
+            req = req.header("X-Internal-Token", token);
+        }
+        assert_problem(req.send().await.unwrap(), 401).await;
+    }
+    let res = app
+        .client
+        .post(format!("{}/internal/accounts", app.address))
+        .json(&json!({"user_id": 2}))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(res, 401).await;
+    assert_eq!(app.balance(1).await, 5000, "nothing was charged");
+    // the public routes do not ask for it
+    assert_eq!(app.get(1, "/billing/current").await.status(), 200);
+}

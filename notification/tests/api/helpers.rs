@@ -11,6 +11,7 @@ pub async fn spawn_app() -> TestApp {
     let settings: notification::Settings = common::settings::load_from([
         ("PORT", "0"),
         ("WORKERS", "2"),
+        ("INTERNAL_TOKEN", common::testing::INTERNAL_TOKEN),
         ("DATABASE_URL", fresh_database_url("notification").as_str()),
     ])
     .unwrap();
@@ -38,6 +39,7 @@ impl TestApp {
     pub async fn send(&self, body: &Value) -> reqwest::Response {
         self.client
             .post(format!("{}/internal/notifications", self.address))
+            .header("X-Internal-Token", common::testing::INTERNAL_TOKEN)
             .json(body)
             .send()
             .await

@@ -96,3 +96,17 @@ async fn listing_needs_an_identity() {
         .unwrap();
     assert_problem(res, 401).await;
 }
+
+#[actix_web::test]
+async fn internal_create_refuses_calls_without_the_service_credential() {
+    let app = spawn_app().await;
+    let res = app
+        .client
+        .post(format!("{}/internal/notifications", app.address))
+        .json(&message(1, 7, "Processing"))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(res, 401).await;
+    assert!(app.list(1).await.is_empty());
+}

@@ -16,6 +16,7 @@ pub async fn spawn_billing(port: u16) -> String {
     let settings: billing::Settings = common::settings::load_from([
         ("PORT", port.as_str()),
         ("WORKERS", "2"),
+        ("INTERNAL_TOKEN", common::testing::INTERNAL_TOKEN),
         ("DATABASE_URL", &fresh_database_url("billing")),
     ])
     .unwrap();
@@ -30,6 +31,7 @@ pub async fn spawn_notification(port: u16) -> String {
     let settings: notification::Settings = common::settings::load_from([
         ("PORT", port.as_str()),
         ("WORKERS", "1"),
+        ("INTERNAL_TOKEN", common::testing::INTERNAL_TOKEN),
         ("DATABASE_URL", &fresh_database_url("notification")),
     ])
     .unwrap();
@@ -42,18 +44,18 @@ pub async fn spawn_notification(port: u16) -> String {
 /// order calling `billing` and `notification`, with extra settings.
 pub async fn spawn_order(billing: &str, notification: &str, extra: &[(&str, &str)]) -> TestApp {
     common::telemetry::init_for_tests();
+    let database_url = fresh_database_url("order");
     let mut vars = vec![
         ("PORT", "0"),
         ("WORKERS", "2"),
-        ("DATABASE_URL", "placeholder"),
+        ("INTERNAL_TOKEN", common::testing::INTERNAL_TOKEN),
+        ("DATABASE_URL", database_url.as_str()),
         ("BILLING_URL", billing),
         ("NOTIFICATION_URL", notification),
         ("HTTP_TIMEOUT", "2s"),
         ("OUTBOX_POLL_INTERVAL", "100ms"),
         ("OUTBOX_MAX_BACKOFF", "1s"),
     ];
-    let database_url = fresh_database_url("order");
-    vars[2].1 = &database_url;
     vars.extend_from_slice(extra);
     let settings: order::Settings = common::settings::load_from(vars).unwrap();
     let running = order::start(settings).expect("order starts");
