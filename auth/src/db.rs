@@ -19,6 +19,14 @@ diesel::table! {
 }
 
 diesel::table! {
+    login_attempts (login_key) {
+        login_key -> Text,
+        failures -> Integer,
+        window_start -> Timestamp,
+    }
+}
+
+diesel::table! {
     sessions (id) {
         id -> Text,
         state -> Text,
@@ -182,5 +190,57 @@ pub mod session {
 
     pub fn count(conn: &mut AnyConnection) -> Result<i64, DieselError> {
         sessions::table.count().get_result(conn)
+    }
+}
+
+pub mod attempts {
+    //! Failed logins per login key, counted in a fixed window.
+    use diesel::sql_types::{Text, Timestamp};
+
+    use super::*;
+
+    /// Failures of `key` in the window that is still open at `now`, and when it closes.
+    pub fn current(
+        conn: &mut AnyConnection,
+        key: &str,
+        now: NaiveDateTime,
+        window: chrono::Duration,
+    ) -> Result<Option<(i32, NaiveDateTime)>, DieselError> {
+        let row = login_attempts::table
+            .find(key)
+            .select((login_attempts::failures, login_attempts::window_start))
+            .first::<(i32, NaiveDateTime)>(conn)
+            .optional()?;
+        Ok(row
+            .filter(|(_, start)| *start + window > now)
+            .map(|(failures, start)| (failures, start + window)))
+    }
+
+    /// Counts one more failure: a window that has closed starts over at 1. One statement,
+    /// so concurrent failures are all counted.
+    pub fn record_failure(
+        conn: &mut AnyConnection,
+        key: &str,
+        now: NaiveDateTime,
+        window: chrono::Duration,
+    ) -> Result<(), DieselError> {
+        diesel::sql_query(
+            "INSERT INTO login_attempts (login_key, failures, window_start) VALUES ($1, 1, $2) \
+             ON CONFLICT (login_key) DO UPDATE SET \
+               failures = CASE WHEN login_attempts.window_start <= $3 THEN 1 ELSE login_attempts.failures + 1 END, \
+               window_start = CASE WHEN login_attempts.window_start <= $3 THEN $2 ELSE login_attempts.window_start END",
+        )
+        .bind::<Text, _>(key)
+        .bind::<Timestamp, _>(now)
+        .bind::<Timestamp, _>(now - window)
+        .execute(conn)
+        .map(drop)
+    }
+
+    /// A successful login forgets the failures.
+    pub fn clear(conn: &mut AnyConnection, key: &str) -> Result<(), DieselError> {
+        diesel::delete(login_attempts::table.find(key))
+            .execute(conn)
+            .map(drop)
     }
 }

@@ -18,6 +18,9 @@ pub enum AuthError {
     InvalidCredentials,
     #[error("not logged in: POST /login first")]
     NotLoggedIn,
+    /// Too many failed logins for this login: try again in this many seconds.
+    #[error("too many failed logins for this login; try again in {0} s")]
+    TooManyAttempts(u64),
     #[error("login '{0}' is already taken")]
     LoginTaken(String),
     #[error("user not found")]
@@ -41,6 +44,7 @@ impl ResponseError for AuthError {
             AuthError::InvalidCredentials | AuthError::NotLoggedIn => StatusCode::UNAUTHORIZED,
             AuthError::LoginTaken(_) => StatusCode::CONFLICT,
             AuthError::UserNotFound => StatusCode::NOT_FOUND,
+            AuthError::TooManyAttempts(_) => StatusCode::TOO_MANY_REQUESTS,
             AuthError::Db(e) => e.status_code(),
             AuthError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -54,6 +58,14 @@ impl ResponseError for AuthError {
             AuthError::Internal(e) => {
                 log::error!("{e:#}");
                 problem::response(status, problem::internal_detail())
+            }
+            AuthError::TooManyAttempts(seconds) => {
+                let mut res = problem::response(status, self.to_string());
+                res.headers_mut().insert(
+                    actix_web::http::header::RETRY_AFTER,
+                    actix_web::http::header::HeaderValue::from(*seconds),
+                );
+                res
             }
             other => problem::response(status, other.to_string()),
         }

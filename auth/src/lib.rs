@@ -42,6 +42,10 @@ pub fn start(settings: Settings) -> anyhow::Result<Running> {
     http::launch("auth", &server, &database, MIGRATIONS, move |pool| {
         let state = web::Data::new(routes::AuthState {
             hasher: password::Hasher::new(settings.bcrypt_cost)?,
+            login_limit: routes::LoginLimit {
+                max_failures: i32::try_from(settings.login_max_failures).unwrap_or(i32::MAX),
+                window: chrono::Duration::from_std(settings.login_failure_window)?,
+            },
             billing: billing_client::BillingClient::new(
                 http::client(&settings.client, settings.server.internal_token.as_ref())?,
                 &settings.billing_url,

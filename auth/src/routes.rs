@@ -19,7 +19,7 @@ use serde_json::json;
 
 use crate::{
     billing_client::BillingClient,
-    db::{NewUser, ProfileChange, User, now},
+    db::{NewUser, ProfileChange, User, attempts, now},
     domain::{Email, Login, Name, Password, key_of},
     error::{AuthError, Result},
     password::Hasher,
@@ -35,6 +35,14 @@ const USER_ID: &str = "user_id";
 pub struct AuthState {
     pub hasher: Hasher,
     pub billing: BillingClient,
+    pub login_limit: LoginLimit,
+}
+
+/// How many failed logins one login may have in a window.
+#[derive(Debug, Clone, Copy)]
+pub struct LoginLimit {
+    pub max_failures: i32,
+    pub window: chrono::Duration,
 }
 
 /// How session cookies are made.
@@ -174,7 +182,9 @@ struct LoginRequest {
     password: String,
 }
 
-/// `POST /login`: a new session (new id) on every login.
+/// `POST /login`: a new session (new id) on every login. After `LOGIN_MAX_FAILURES` failed
+/// attempts for one login (existing or not) within the window, 429 until it closes — checked
+/// before the password, so a locked login costs no bcrypt time.
 async fn login(
     pool: web::Data<Pool>,
     state: web::Data<AuthState>,
@@ -182,16 +192,45 @@ async fn login(
     Json(body): Json<LoginRequest>,
 ) -> Result<HttpResponse> {
     let key = key_of(&body.login);
-    let user = db::run(&pool, move |conn| {
-        crate::db::user_by_login_key(conn, &key).map_err(AuthError::from)
-    })
-    .await?;
+    let limit = state.login_limit;
+    let counted = {
+        let key = key.clone();
+        db::run(&pool, move |conn| {
+            attempts::current(conn, &key, now(), limit.window).map_err(AuthError::from)
+        })
+        .await?
+    };
+    if let Some((failures, until)) = counted.filter(|(failures, _)| *failures >= limit.max_failures)
+    {
+        let seconds = (until - now()).num_seconds().max(1);
+        log::warn!("login refused: {failures} failures in the window for one login");
+        return Err(AuthError::TooManyAttempts(
+            u64::try_from(seconds).unwrap_or(1),
+        ));
+    }
+    let user = {
+        let key = key.clone();
+        db::run(&pool, move |conn| {
+            crate::db::user_by_login_key(conn, &key).map_err(AuthError::from)
+        })
+        .await?
+    };
     let hash = user.as_ref().map(|u| u.password_hash.clone());
     if !state.hasher.verify(body.password, hash).await? {
+        db::run(&pool, move |conn| {
+            attempts::record_failure(conn, &key, now(), limit.window).map_err(AuthError::from)
+        })
+        .await?;
         log::info!("failed login");
         return Err(AuthError::InvalidCredentials);
     }
     let user = user.expect("verify is false without a user");
+    if counted.is_some() {
+        db::run(&pool, move |conn| {
+            attempts::clear(conn, &key).map_err(AuthError::from)
+        })
+        .await?;
+    }
     session.renew();
     session
         .insert(USER_ID, user.id)

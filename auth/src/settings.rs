@@ -35,6 +35,12 @@ pub struct Settings {
     pub session_cleanup_interval: Duration,
     /// `BCRYPT_COST`: bcrypt work factor, 4–31 (each step doubles the time; 12 ≈ 250 ms).
     pub bcrypt_cost: u32,
+    /// `LOGIN_MAX_FAILURES`: failed logins for one login within `LOGIN_FAILURE_WINDOW` after
+    /// which further attempts are refused with 429 until the window closes.
+    pub login_max_failures: u32,
+    /// `LOGIN_FAILURE_WINDOW`: the window failed logins are counted in (`15m`).
+    #[serde(with = "common::settings::duration")]
+    pub login_failure_window: Duration,
 }
 
 impl Default for Settings {
@@ -50,6 +56,8 @@ impl Default for Settings {
             session_cookie_secure: false,
             session_cleanup_interval: Duration::from_secs(600),
             bcrypt_cost: 12,
+            login_max_failures: 5,
+            login_failure_window: Duration::from_secs(15 * 60),
         }
     }
 }
@@ -70,6 +78,14 @@ impl Settings {
         anyhow::ensure!(
             self.session_ttl.as_secs() >= 60,
             "invalid setting SESSION_TTL: must be at least 1m"
+        );
+        anyhow::ensure!(
+            self.login_max_failures >= 1,
+            "invalid setting LOGIN_MAX_FAILURES: must be at least 1"
+        );
+        anyhow::ensure!(
+            !self.login_failure_window.is_zero(),
+            "invalid setting LOGIN_FAILURE_WINDOW: must be more than 0"
         );
         anyhow::ensure!(
             !self.session_cleanup_interval.is_zero(),

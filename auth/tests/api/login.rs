@@ -70,3 +70,64 @@ async fn signin_tells_where_to_go() {
         json!({"message": "Please go to login and provide Login/Password"})
     );
 }
+
+#[actix_web::test]
+async fn repeated_failures_for_one_login_are_refused_with_429() {
+    let app = spawn_app().await;
+    let (login, _) = app.register_user().await;
+    for _ in 0..5 {
+        assert_problem(app.login(&login, "wrong password").await, 401).await;
+    }
+    // locked: even the right password is refused, without spending bcrypt time on it
+    let res = app.login(&login, PASSWORD).await;
+    let retry_after: u64 = res.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=900).contains(&retry_after), "{retry_after}");
+    let problem = assert_problem(res, 429).await;
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("too many failed logins"),
+        "{problem}"
+    );
+    // other logins are not affected
+    let (other, _) = app.register_user().await;
+    assert_eq!(app.login(&other, PASSWORD).await.status(), 200);
+}
+
+#[actix_web::test]
+async fn unknown_logins_are_limited_like_known_ones() {
+    let app = spawn_app().await;
+    for _ in 0..5 {
+        assert_problem(app.login("nobody_here", "wrong password").await, 401).await;
+    }
+    assert_problem(app.login("nobody_here", "wrong password").await, 429).await;
+}
+
+#[actix_web::test]
+async fn the_window_closes_and_a_success_forgets_the_failures() {
+    let billing = crate::helpers::spawn_billing().await;
+    let app = crate::helpers::spawn_auth(
+        common::testing::fresh_database_url("auth"),
+        &billing,
+        &[("LOGIN_MAX_FAILURES", "2"), ("LOGIN_FAILURE_WINDOW", "1s")],
+    )
+    .await;
+    let (login, _) = app.register_user().await;
+    app.login(&login, "wrong password").await;
+    app.login(&login, "wrong password").await;
+    assert_eq!(app.login(&login, PASSWORD).await.status(), 429);
+    actix_web::rt::time::sleep(std::time::Duration::from_millis(1100)).await;
+    assert_eq!(
+        app.login(&login, PASSWORD).await.status(),
+        200,
+        "the window closed"
+    );
+    // the success cleared the count: one failure is not yet a lock
+    app.login(&login, "wrong password").await;
+    assert_eq!(app.login(&login, PASSWORD).await.status(), 200);
+}
