@@ -41,6 +41,7 @@ diesel::table! {
         delivered_at -> Nullable<Timestamp>,
         last_error -> Nullable<Text>,
         created_at -> Timestamp,
+        abandoned_at -> Nullable<Timestamp>,
     }
 }
 
@@ -245,6 +246,7 @@ pub fn message_of(
 pub fn due_messages(conn: &mut AnyConnection, limit: i64) -> Result<Vec<OutboxRow>, DieselError> {
     outbox::table
         .filter(outbox::delivered_at.is_null())
+        .filter(outbox::abandoned_at.is_null())
         .filter(outbox::next_attempt_at.le(now()))
         .order(outbox::id.asc())
         .limit(limit)
@@ -275,6 +277,15 @@ pub fn mark_delivered(conn: &mut AnyConnection, id: i64) -> Result<(), DieselErr
             outbox::delivered_at.eq(now()),
             outbox::last_error.eq(None::<String>),
         ))
+        .execute(conn)
+        .map(drop)
+}
+
+/// Stops retrying a message (after too many failed attempts).
+pub fn abandon(conn: &mut AnyConnection, id: i64) -> Result<(), DieselError> {
+    diesel::update(outbox::table.find(id))
+        .filter(outbox::delivered_at.is_null())
+        .set(outbox::abandoned_at.eq(Some(now())))
         .execute(conn)
         .map(drop)
 }

@@ -43,13 +43,17 @@ pub fn start(settings: Settings) -> anyhow::Result<Running> {
     settings.validate()?;
     let (server, database) = (settings.server.clone(), settings.database.clone());
     http::launch("order", &server, &database, MIGRATIONS, move |pool| {
+        let retry = outbox::RetryPolicy {
+            max_backoff: settings.outbox_max_backoff,
+            max_attempts: i32::try_from(settings.outbox_max_attempts).unwrap_or(i32::MAX),
+        };
         let client = http::client(&settings.client, settings.server.internal_token.as_ref())?;
         let notification =
             clients::NotificationClient::new(client.clone(), &settings.notification_url);
         let state = web::Data::new(routes::OrderState {
             billing: clients::BillingClient::new(client, &settings.billing_url),
             notification: notification.clone(),
-            max_backoff: settings.outbox_max_backoff,
+            retry,
         });
         // a claimed message is left alone for longer than one delivery can take
         let lease = settings.client.http_timeout + std::time::Duration::from_secs(5);
@@ -58,7 +62,7 @@ pub fn start(settings: Settings) -> anyhow::Result<Running> {
             notification,
             settings.outbox_poll_interval,
             lease,
-            settings.outbox_max_backoff,
+            retry,
         );
         Ok(move |cfg: &mut web::ServiceConfig| routes::configure(cfg, &state))
     })

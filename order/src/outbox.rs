@@ -13,8 +13,16 @@ use rand::Rng;
 
 use crate::{
     clients::NotificationClient,
-    db::{OutboxRow, claim, due_messages, mark_delivered, mark_failed},
+    db::{OutboxRow, abandon, claim, due_messages, mark_delivered, mark_failed},
 };
+
+/// How delivery is retried: the backoff cap, and the attempts after which a message is set
+/// aside (logged as an error) instead of retried forever.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    pub max_backoff: Duration,
+    pub max_attempts: i32,
+}
 
 /// When to try again after `attempts` failures: 1 s, 2 s, 4 s … capped at `max`, ±20 %
 /// jitter so many stuck messages do not retry in lockstep.
@@ -30,7 +38,7 @@ pub async fn deliver(
     pool: &Pool,
     client: &NotificationClient,
     message: &OutboxRow,
-    max_backoff: Duration,
+    policy: RetryPolicy,
 ) -> bool {
     let id = message.id;
     match client.send(message).await {
@@ -51,7 +59,7 @@ pub async fn deliver(
             true
         }
         Err(error) => {
-            let retry_in = backoff(message.attempts, max_backoff);
+            let retry_in = backoff(message.attempts, policy.max_backoff);
             let wait =
                 chrono::Duration::from_std(retry_in).unwrap_or(chrono::Duration::seconds(60));
             let text = error.clone();
@@ -60,11 +68,20 @@ pub async fn deliver(
             })
             .await
             .unwrap_or(message.attempts + 1);
-            log::warn!(
-                "\"{}\" not delivered (attempt {attempts}): {error}; next try in {:.1}s",
-                message.message,
-                retry_in.as_secs_f64()
-            );
+            if attempts >= policy.max_attempts {
+                let _ = db::run(pool, move |conn| abandon(conn, id).map_err(DbError::from)).await;
+                log::error!(
+                    "giving up on \"{}\" (outbox id {id}, key {}) after {attempts} attempts; last error: {error}",
+                    message.message,
+                    message.idempotency_key
+                );
+            } else {
+                log::warn!(
+                    "\"{}\" not delivered (attempt {attempts}): {error}; next try in {:.1}s",
+                    message.message,
+                    retry_in.as_secs_f64()
+                );
+            }
             false
         }
     }
@@ -76,7 +93,7 @@ pub fn spawn_relay(
     client: NotificationClient,
     every: Duration,
     lease: Duration,
-    max_backoff: Duration,
+    policy: RetryPolicy,
 ) {
     let lease = chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::seconds(30));
     actix_web::rt::spawn(async move {
@@ -104,7 +121,7 @@ pub fn spawn_relay(
                 if !matches!(claimed, Ok(true)) {
                     continue; // another replica has it, or it was just delivered
                 }
-                let delivery = deliver(&pool, &client, &message, max_backoff);
+                let delivery = deliver(&pool, &client, &message, policy);
                 match message.request_id.clone() {
                     // log lines of a retry carry the id of the pay that queued the message
                     Some(id) => common::request_id::scope(id, delivery).await,

@@ -1,7 +1,5 @@
 //! Order's HTTP surface. The whole route table is [`configure`].
 
-use std::time::Duration;
-
 use actix_web::{HttpRequest, HttpResponse, web};
 use common::{Identity, Json, Money, db, db::Pool, http::Limit};
 use serde::{Deserialize, Serialize};
@@ -19,7 +17,7 @@ use crate::{
 pub struct OrderState {
     pub billing: BillingClient,
     pub notification: NotificationClient,
-    pub max_backoff: Duration,
+    pub retry: outbox::RetryPolicy,
 }
 
 /// The route table: all public, behind forward-auth; order has no internal routes.
@@ -183,8 +181,7 @@ async fn pay(
     let notification = match message {
         Some(m) if m.delivered_at.is_some() => json!({ "status": "OK", "message": m.message }),
         Some(m) => {
-            let delivered =
-                outbox::deliver(&pool, &state.notification, &m, state.max_backoff).await;
+            let delivered = outbox::deliver(&pool, &state.notification, &m, state.retry).await;
             json!({ "status": if delivered { "OK" } else { "PENDING" }, "message": m.message })
         }
         None => json!({ "status": "NONE" }),

@@ -23,6 +23,9 @@ pub struct Settings {
     /// `OUTBOX_MAX_BACKOFF`: the longest wait between two delivery attempts of a message.
     #[serde(with = "common::settings::duration")]
     pub outbox_max_backoff: Duration,
+    /// `OUTBOX_MAX_ATTEMPTS`: failed deliveries after which a message is set aside and logged
+    /// as an error instead of retried (100 ≈ 8 hours at the default backoff cap).
+    pub outbox_max_attempts: u32,
 }
 
 impl Default for Settings {
@@ -35,6 +38,7 @@ impl Default for Settings {
             notification_url: "http://127.0.0.1:8004".into(),
             outbox_poll_interval: Duration::from_secs(1),
             outbox_max_backoff: Duration::from_secs(300),
+            outbox_max_attempts: 100,
         }
     }
 }

@@ -98,3 +98,29 @@ async fn notification_down_leaves_the_payment_standing_and_delivers_once_it_retu
     assert_eq!(after, expected);
     assert_eq!(app.pay_ok(1, paid).await["notification"]["status"], "OK");
 }
+
+#[actix_web::test]
+async fn delivery_is_given_up_after_the_configured_attempts() {
+    let notification_port = free_port();
+    let billing = spawn_billing(0).await;
+    let app = spawn_order(
+        &billing,
+        &format!("http://127.0.0.1:{notification_port}"),
+        &[("OUTBOX_MAX_ATTEMPTS", "2"), ("OUTBOX_MAX_BACKOFF", "1s")],
+    )
+    .await;
+    app.deposit(1, 5000).await;
+    let id = app.order(1, 3000).await;
+    assert_eq!(app.pay_ok(1, id).await["notification"]["status"], "PENDING");
+    // attempt 1 was the pay's own; the relay makes attempt 2 about a second later, then stops
+    actix_web::rt::time::sleep(Duration::from_millis(2500)).await;
+    spawn_notification(notification_port).await;
+    actix_web::rt::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        app.notifications(1).await.is_empty(),
+        "an abandoned message is not sent again"
+    );
+    // the payment itself stands
+    assert_eq!(app.status_of(1, id).await, "Processing");
+    assert_eq!(app.charges(1).await, 1);
+}
