@@ -9,7 +9,7 @@ use common::{
 use diesel::{
     prelude::*,
     result::Error as DieselError,
-    sql_types::{BigInt, Timestamp},
+    sql_types::{BigInt, Text, Timestamp},
 };
 
 use crate::domain::{Change, MAX_BALANCE, Payment, UserId};
@@ -27,6 +27,16 @@ diesel::table! {
         order_id -> BigInt,
         user_id -> BigInt,
         amount -> BigInt,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    change_keys (user_id, idempotency_key) {
+        user_id -> BigInt,
+        idempotency_key -> Text,
+        fingerprint -> Text,
+        ledger_id -> Nullable<BigInt>,
         created_at -> Timestamp,
     }
 }
@@ -70,8 +80,16 @@ struct NewEntry<'a> {
 #[derive(Debug)]
 pub enum ChangeOutcome {
     Applied(Entry),
-    InsufficientFunds { balance: Money },
-    BalanceLimit { balance: Money },
+    /// The same Idempotency-Key and request again: the entry the first one made.
+    Replayed(Entry),
+    /// The Idempotency-Key was used before for another amount or reason.
+    KeyConflict,
+    InsufficientFunds {
+        balance: Money,
+    },
+    BalanceLimit {
+        balance: Money,
+    },
 }
 
 /// What became of a payment.
@@ -179,13 +197,45 @@ fn record(
 }
 
 /// Deposits or withdraws, writing the balance and the ledger row in one transaction.
+///
+/// With an idempotency key the key is claimed first, in the same transaction: a concurrent
+/// duplicate waits for the first and then replays its entry; a refused change (insufficient
+/// funds, balance limit) rolls its claim back, so the same key may be tried again later.
 pub fn apply_change(
     conn: &mut AnyConnection,
     user: UserId,
     change: &Change,
+    key: Option<&str>,
 ) -> Result<ChangeOutcome, DieselError> {
-    write_transaction(conn, |conn| {
+    let result = write_transaction(conn, |conn| {
         open_account(conn, user)?;
+        if let Some(key) = key {
+            let fingerprint = format!("{}|{}", change.amount().minor(), change.reason());
+            let claimed = diesel::sql_query(
+                "INSERT INTO change_keys (user_id, idempotency_key, fingerprint, created_at) \
+                 VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+            )
+            .bind::<BigInt, _>(user.get())
+            .bind::<Text, _>(key)
+            .bind::<Text, _>(&fingerprint)
+            .bind::<Timestamp, _>(now())
+            .execute(conn)?;
+            if claimed == 0 {
+                let (bound_to, ledger_id) = change_keys::table
+                    .find((user.get(), key))
+                    .select((change_keys::fingerprint, change_keys::ledger_id))
+                    .first::<(String, Option<i64>)>(conn)?;
+                if bound_to != fingerprint {
+                    return Ok(ChangeOutcome::KeyConflict);
+                }
+                let id = ledger_id.ok_or(DieselError::NotFound)?;
+                let entry = ledger::table
+                    .find(id)
+                    .select(Entry::as_select())
+                    .first(conn)?;
+                return Ok(ChangeOutcome::Replayed(entry));
+            }
+        }
         let amount = change.amount();
         let updated = if amount.is_positive() {
             credit(conn, user, amount)?
@@ -194,26 +244,42 @@ pub fn apply_change(
         };
         let Some(balance_after) = updated else {
             let balance = balance(conn, user)?;
-            return Ok(if amount.is_positive() {
+            return Err(Rollback::With(if amount.is_positive() {
                 ChangeOutcome::BalanceLimit { balance }
             } else {
                 ChangeOutcome::InsufficientFunds { balance }
-            });
+            }));
         };
         let entry = record(conn, user, amount, balance_after, change.reason(), None)?;
+        if let Some(key) = key {
+            diesel::update(change_keys::table.find((user.get(), key)))
+                .set(change_keys::ledger_id.eq(Some(entry.id)))
+                .execute(conn)?;
+        }
         Ok(ChangeOutcome::Applied(entry))
-    })
+    });
+    Rollback::settle(result)
 }
 
-/// Inside the payment transaction: a decline must roll back the claimed payment row.
-enum PayAbort {
-    Declined(Money),
+/// Ends a transaction with an outcome that must not be committed (a decline, a refusal):
+/// the transaction rolls back, and the outcome is still answered.
+enum Rollback<T> {
+    With(T),
     Db(DieselError),
 }
 
-impl From<DieselError> for PayAbort {
+impl<T> From<DieselError> for Rollback<T> {
     fn from(e: DieselError) -> Self {
-        PayAbort::Db(e)
+        Rollback::Db(e)
+    }
+}
+
+impl<T> Rollback<T> {
+    fn settle(result: Result<T, Rollback<T>>) -> Result<T, DieselError> {
+        match result {
+            Ok(outcome) | Err(Rollback::With(outcome)) => Ok(outcome),
+            Err(Rollback::Db(e)) => Err(e),
+        }
     }
 }
 
@@ -236,10 +302,12 @@ pub fn pay(conn: &mut AnyConnection, payment: &Payment) -> Result<PaymentOutcome
         .bind::<Timestamp, _>(now())
         .execute(conn)?;
         if claimed == 0 {
-            return replay(conn, payment).map_err(PayAbort::from);
+            return replay(conn, payment).map_err(Rollback::from);
         }
         let Some(balance) = debit(conn, payment.user_id, payment.amount)? else {
-            return Err(PayAbort::Declined(self::balance(conn, payment.user_id)?));
+            return Err(Rollback::With(PaymentOutcome::Declined {
+                balance: self::balance(conn, payment.user_id)?,
+            }));
         };
         let reason = format!("payment for order #{}", payment.order_id);
         record(
@@ -252,11 +320,7 @@ pub fn pay(conn: &mut AnyConnection, payment: &Payment) -> Result<PaymentOutcome
         )?;
         Ok(PaymentOutcome::Charged { balance })
     });
-    match result {
-        Ok(outcome) => Ok(outcome),
-        Err(PayAbort::Declined(balance)) => Ok(PaymentOutcome::Declined { balance }),
-        Err(PayAbort::Db(e)) => Err(e),
-    }
+    Rollback::settle(result)
 }
 
 /// The first outcome of an order already paid.

@@ -16,6 +16,9 @@ pub enum BillingError {
     /// The deposit would push the balance past the maximum an account may hold.
     #[error("balance limit reached")]
     BalanceLimit,
+    /// The Idempotency-Key was used before with another amount or reason.
+    #[error("Idempotency-Key was already used with a different request")]
+    KeyConflict,
     /// The order was already paid with another amount or by another user.
     #[error("order {0} was already paid with a different amount or user")]
     PaymentConflict(i64),
@@ -35,6 +38,7 @@ impl ResponseError for BillingError {
             BillingError::Invalid(p) => p.status,
             BillingError::BalanceLimit => StatusCode::UNPROCESSABLE_ENTITY,
             BillingError::PaymentConflict(_) => StatusCode::CONFLICT,
+            BillingError::KeyConflict => StatusCode::UNPROCESSABLE_ENTITY,
             BillingError::Db(e) => e.status_code(),
         }
     }

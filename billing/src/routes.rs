@@ -1,7 +1,12 @@
 //! Billing's HTTP surface. The whole route table is [`configure`].
 
 use actix_web::{HttpResponse, web};
-use common::{Identity, Json, Money, db, db::Pool, http::Limit};
+use common::{
+    Identity, Json, Money, db,
+    db::Pool,
+    http::Limit,
+    idempotency::{IdempotencyKey, MaybeIdempotencyKey},
+};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -70,16 +75,23 @@ fn user(identity: &Identity) -> UserId {
 async fn change(
     pool: web::Data<Pool>,
     identity: Identity,
+    MaybeIdempotencyKey(key): MaybeIdempotencyKey,
     Json(body): Json<ChangeRequest>,
 ) -> Result<HttpResponse> {
     let change = Change::parse(body.amount, body.reason)?;
     let user = user(&identity);
     let requested = change.amount();
     let outcome = db::run(&pool, move |conn| {
-        crate::db::apply_change(conn, user, &change).map_err(BillingError::from)
+        let key = key.as_ref().map(IdempotencyKey::as_str);
+        crate::db::apply_change(conn, user, &change, key).map_err(BillingError::from)
     })
     .await?;
     match outcome {
+        ChangeOutcome::KeyConflict => Err(BillingError::KeyConflict),
+        ChangeOutcome::Replayed(entry) => {
+            log::info!("user {} replayed balance change {}", user.get(), entry.id);
+            Ok(applied(entry))
+        }
         ChangeOutcome::Applied(entry) => {
             log::info!(
                 "user {} balance change {} → {}",
@@ -87,14 +99,7 @@ async fn change(
                 requested,
                 Money::from_minor(entry.balance_after)
             );
-            let view = EntryView::from(entry);
-            Ok(HttpResponse::Ok().json(json!({
-                "id": view.id,
-                "amount": view.amount,
-                "reason": view.reason,
-                "status": "OK",
-                "balance": view.balance,
-            })))
+            Ok(applied(entry))
         }
         ChangeOutcome::InsufficientFunds { balance } => {
             log::info!(
@@ -106,6 +111,18 @@ async fn change(
         }
         ChangeOutcome::BalanceLimit { .. } => Err(BillingError::BalanceLimit),
     }
+}
+
+/// The answer to an applied change: the same for its replays.
+fn applied(entry: Entry) -> HttpResponse {
+    let view = EntryView::from(entry);
+    HttpResponse::Ok().json(json!({
+        "id": view.id,
+        "amount": view.amount,
+        "reason": view.reason,
+        "status": "OK",
+        "balance": view.balance,
+    }))
 }
 
 /// The business "no" the course suites assert: HTTP 200 with `status: ERROR`.

@@ -11,6 +11,7 @@
 //! | [`json`] | a JSON body extractor whose errors name the offending field |
 //! | [`money`] | `Money`: integer minor units inside, an exact decimal JSON number outside |
 //! | [`identity`] | the `Identity` extractor built from the forward-auth headers |
+//! | [`idempotency`] | the `Idempotency-Key` header, parsed once |
 //! | [`request_id`] | `X-Request-Id` on every response, log line and downstream call |
 //! | [`http`] | the server skeleton (middleware, health routes) and the outgoing HTTP client |
 //! | [`telemetry`] | logging set-up |
@@ -23,6 +24,7 @@
 pub mod cli;
 pub mod db;
 pub mod http;
+pub mod idempotency;
 pub mod identity;
 pub mod json;
 pub mod money;

@@ -94,30 +94,6 @@ impl NewOrder {
     }
 }
 
-/// A client's `Idempotency-Key`: 1–255 printable ASCII characters.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct IdempotencyKey(String);
-
-impl IdempotencyKey {
-    pub const HEADER: &str = "Idempotency-Key";
-
-    pub fn parse(raw: &[u8]) -> Result<Self, Problem> {
-        let ok =
-            !raw.is_empty() && raw.len() <= 255 && raw.iter().all(|b| (0x21..=0x7e).contains(b));
-        match (ok, std::str::from_utf8(raw)) {
-            (true, Ok(text)) => Ok(IdempotencyKey(text.to_string())),
-            _ => Err(Problem::invalid_field(
-                Self::HEADER,
-                "must be 1 to 255 printable ASCII characters",
-            )),
-        }
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -172,13 +148,5 @@ mod tests {
             "surrounding spaces do not count"
         );
         assert_ne!(a.fingerprint(), c.fingerprint());
-    }
-
-    #[test]
-    fn idempotency_keys_are_printable_ascii() {
-        assert!(IdempotencyKey::parse(b"abc-123").is_ok());
-        for bad in [&b""[..], b"has space", "é".as_bytes(), &[b'k'; 256]] {
-            assert!(IdempotencyKey::parse(bad).is_err());
-        }
     }
 }

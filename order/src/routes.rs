@@ -1,14 +1,19 @@
 //! Order's HTTP surface. The whole route table is [`configure`].
 
-use actix_web::{HttpRequest, HttpResponse, web};
-use common::{Identity, Json, Money, db, db::Pool, http::Limit};
+use actix_web::{HttpResponse, web};
+use common::{
+    Identity, Json, Money, db,
+    db::Pool,
+    http::Limit,
+    idempotency::{IdempotencyKey, MaybeIdempotencyKey},
+};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::{
     clients::{BillingClient, BillingError, NotificationClient},
     db::{Created, OrderRow, Payer},
-    domain::{IdempotencyKey, NewOrder, Status},
+    domain::{NewOrder, Status},
     error::{OrderError, Result},
     outbox,
 };
@@ -66,17 +71,12 @@ struct CreateRequest {
 /// `POST /order` with an optional `Idempotency-Key`: the same key and body give the same
 /// order (no new row), the same key with another body is 422.
 async fn create(
-    req: HttpRequest,
     pool: web::Data<Pool>,
     identity: Identity,
+    MaybeIdempotencyKey(key): MaybeIdempotencyKey,
     Json(body): Json<CreateRequest>,
 ) -> Result<HttpResponse> {
     let order = NewOrder::parse(body.amount, body.description)?;
-    let key = req
-        .headers()
-        .get(IdempotencyKey::HEADER)
-        .map(|v| IdempotencyKey::parse(v.as_bytes()))
-        .transpose()?;
     let user = identity.user_id;
     let created = db::run(&pool, move |conn| {
         crate::db::create(conn, user, &order, key.as_ref().map(IdempotencyKey::as_str))

@@ -259,3 +259,91 @@ async fn balances_survive_a_restart() {
     let again = spawn_app_on(app.database_url.clone()).await;
     assert_eq!(again.balance(1).await, 700);
 }
+
+#[actix_web::test]
+async fn a_change_replayed_with_its_idempotency_key_is_applied_once() {
+    let app = spawn_app().await;
+    let first = app
+        .change_with_key(1, "dep-1", json!({"amount": 500}))
+        .await;
+    let first: serde_json::Value = first.json().await.unwrap();
+    let again: serde_json::Value = app
+        .change_with_key(1, "dep-1", json!({"amount": 500}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(first, again, "the replay answers exactly the first answer");
+    assert_eq!(app.balance(1).await, 500);
+    assert_eq!(app.history(1).await.len(), 1);
+    // another body with the same key
+    assert_problem(
+        app.change_with_key(1, "dep-1", json!({"amount": 501}))
+            .await,
+        422,
+    )
+    .await;
+    // keys belong to one user
+    assert_eq!(
+        app.change_with_key(2, "dep-1", json!({"amount": 500}))
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(app.balance(2).await, 500);
+}
+
+#[actix_web::test]
+async fn twenty_concurrent_duplicates_of_a_deposit_deposit_once() {
+    let app = spawn_app().await;
+    let answers: Vec<serde_json::Value> = futures_util::future::join_all((0..20).map(|_| async {
+        let res = app
+            .change_with_key(
+                1,
+                "same-deposit",
+                json!({"amount": 100, "reason": "top-up"}),
+            )
+            .await;
+        assert_eq!(res.status(), 200);
+        res.json::<serde_json::Value>().await.unwrap()
+    }))
+    .await;
+    println!(
+        "{}: 20 concurrent duplicate deposits → {} distinct answer(s), balance {}",
+        common::testing::backend_name(),
+        answers
+            .iter()
+            .map(|a| a.to_string())
+            .collect::<std::collections::HashSet<_>>()
+            .len(),
+        app.balance(1).await
+    );
+    assert!(
+        answers.iter().all(|a| *a == answers[0]),
+        "every answer identical"
+    );
+    assert_eq!(app.balance(1).await, 100);
+    assert_eq!(app.history(1).await.len(), 1);
+}
+
+#[actix_web::test]
+async fn a_refused_change_leaves_its_key_free_for_a_later_retry() {
+    let app = spawn_app().await;
+    let refused: serde_json::Value = app
+        .change_with_key(1, "wd-1", json!({"amount": -50}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(refused["status"], "ERROR");
+    app.deposit(1, 80).await;
+    let applied: serde_json::Value = app
+        .change_with_key(1, "wd-1", json!({"amount": -50}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(applied["status"], "OK");
+    assert_eq!(applied["balance"], 30);
+    app.assert_ledger_matches_balance(1).await;
+}

@@ -52,6 +52,17 @@ impl TestApp {
             .expect("request")
     }
 
+    pub async fn change_with_key(&self, user: i64, key: &str, body: Value) -> reqwest::Response {
+        self.client
+            .post(format!("{}/billing/change", self.address))
+            .header("X-UserId", user)
+            .header("Idempotency-Key", key)
+            .json(&body)
+            .send()
+            .await
+            .expect("request")
+    }
+
     pub async fn deposit(&self, user: i64, amount: i64) -> Value {
         let res = self.change(user, json!({ "amount": amount })).await;
         assert_eq!(res.status(), 200);
