@@ -3,8 +3,10 @@ use common::cli::Command;
 #[actix_web::main]
 async fn main() -> anyhow::Result<()> {
     common::telemetry::init();
+    // arguments first: `--help` works even when a setting is wrong
+    let command = common::cli::parse("billing");
     let settings = billing::Settings::load()?;
-    match common::cli::parse("billing") {
+    match command {
         Command::Migrate => billing::migrate(&settings),
         Command::Serve => Ok(billing::start(settings)?.await?),
     }

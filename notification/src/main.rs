@@ -3,8 +3,10 @@ use common::cli::Command;
 #[actix_web::main]
 async fn main() -> anyhow::Result<()> {
     common::telemetry::init();
+    // arguments first: `--help` works even when a setting is wrong
+    let command = common::cli::parse("notification");
     let settings = notification::Settings::load()?;
-    match common::cli::parse("notification") {
+    match command {
         Command::Migrate => notification::migrate(&settings),
         Command::Serve => Ok(notification::start(settings)?.await?),
     }

@@ -3,8 +3,10 @@ use common::cli::Command;
 #[actix_web::main]
 async fn main() -> anyhow::Result<()> {
     common::telemetry::init();
+    // arguments first: `--help` works even when a setting is wrong
+    let command = common::cli::parse("order");
     let settings = order::Settings::load()?;
-    match common::cli::parse("order") {
+    match command {
         Command::Migrate => order::migrate(&settings),
         Command::Serve => Ok(order::start(settings)?.await?),
     }
