@@ -15,7 +15,7 @@ use diesel::{
     connection::{AnsiTransactionManager, SimpleConnection, TransactionManager},
     pg::PgConnection,
     prelude::*,
-    r2d2::{ConnectionManager, CustomizeConnection, PooledConnection},
+    r2d2::{ConnectionManager, CustomizeConnection},
     result::{DatabaseErrorKind, Error as DieselError},
     sqlite::SqliteConnection,
 };
@@ -31,7 +31,6 @@ pub enum AnyConnection {
 }
 
 pub type Pool = diesel::r2d2::Pool<ConnectionManager<AnyConnection>>;
-pub type Conn = PooledConnection<ConnectionManager<AnyConnection>>;
 
 /// Which database a URL points at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

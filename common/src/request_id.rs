@@ -7,7 +7,7 @@
 use std::cell::RefCell;
 
 use actix_web::{
-    Error, HttpMessage,
+    Error,
     body::MessageBody,
     dev::{ServiceRequest, ServiceResponse},
     http::header::{HeaderName, HeaderValue},
@@ -57,10 +57,6 @@ fn accept(value: &HeaderValue) -> Option<String> {
     ok.then(|| s.to_string())
 }
 
-/// The request id as an extractor-friendly value stored in the request's extensions.
-#[derive(Debug, Clone)]
-pub struct RequestId(pub String);
-
 /// Middleware: assigns the id, runs the request inside its scope, echoes it on the response.
 pub async fn middleware(
     req: ServiceRequest,
@@ -71,7 +67,6 @@ pub async fn middleware(
         .get(HEADER)
         .and_then(accept)
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-    req.extensions_mut().insert(RequestId(id.clone()));
     let header = HeaderValue::from_str(&id).expect("request ids are printable ASCII");
     let mut res = TASK_ID.scope(id, next.call(req)).await?;
     res.headers_mut().insert(HEADER, header);
