@@ -16,6 +16,15 @@ pub fn backend() -> Backend {
     }
 }
 
+/// A directory path no test has used before (created when something writes into it): unique
+/// by uuid, because names made from ports or pids repeat across runs and would reuse old data.
+pub fn fresh_dir(name: &str) -> std::path::PathBuf {
+    let unique = uuid::Uuid::new_v4().simple().to_string();
+    std::env::temp_dir()
+        .join("shop-tests")
+        .join(format!("{name}-{unique}"))
+}
+
 /// A `DATABASE_URL` for a brand-new, empty database named after `service`.
 pub fn fresh_database_url(service: &str) -> String {
     let unique = uuid::Uuid::new_v4().simple().to_string();

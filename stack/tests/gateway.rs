@@ -14,9 +14,7 @@ struct Shop {
 
 async fn spawn_shop(extra: &[(&str, &str)]) -> Shop {
     common::telemetry::init_for_tests();
-    let data_dir = std::env::temp_dir()
-        .join("shop-tests")
-        .join(format!("stack-{}", common::testing::free_port()));
+    let data_dir = common::testing::fresh_dir("stack");
     let mut vars: HashMap<String, String> = [
         ("GATEWAY_PORT", "0"),
         ("AUTH_PORT", "0"),
