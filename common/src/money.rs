@@ -28,6 +28,9 @@ impl Money {
     /// The largest amount one request may move: one billion currency units. Far below the
     /// `i64` limit, so sums of many such amounts cannot overflow in practice.
     pub const MAX: Money = Money(1_000_000_000 * 100);
+    /// The largest amount an answer may carry, such as a balance: one quadrillion units, far
+    /// above billing's balance cap and far below the `i64` limit.
+    pub const MAX_ANSWER: Money = Money(1_000_000_000_000_000 * 100);
     pub const ZERO: Money = Money(0);
 
     pub const fn from_minor(minor: i64) -> Self {
@@ -55,8 +58,27 @@ impl Money {
         Money(self.0.abs())
     }
 
-    /// Parses a decimal literal exactly (`5000`, `-20.5`, `1e3`, `0.10`).
+    /// Parses a decimal literal exactly (`5000`, `-20.5`, `1e3`, `0.10`), as much as one
+    /// request may move (at most [`Money::MAX`]).
     pub fn parse(text: &str) -> Result<Self, MoneyError> {
+        Self::parse_up_to(text, Self::MAX)
+    }
+
+    /// Like [`Money::parse`], for amounts in another service's answer, such as a balance,
+    /// which may grow past what one request may move (at most [`Money::MAX_ANSWER`]).
+    pub fn parse_answer(text: &str) -> Result<Self, MoneyError> {
+        Self::parse_up_to(text, Self::MAX_ANSWER)
+    }
+
+    /// `#[serde(deserialize_with = "Money::deserialize_answer")]` for [`Money::parse_answer`].
+    pub fn deserialize_answer<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Self, D::Error> {
+        let number = serde_json::Number::deserialize(deserializer)?;
+        Money::parse_answer(&number.to_string()).map_err(D::Error::custom)
+    }
+
+    fn parse_up_to(text: &str, max: Money) -> Result<Self, MoneyError> {
         let text = text.trim();
         let looks_numeric = !text.is_empty()
             && text
@@ -87,7 +109,7 @@ impl Money {
         let minor = (decimal * Decimal::ONE_HUNDRED)
             .to_i64()
             .ok_or(MoneyError::OutOfRange)?;
-        if minor.unsigned_abs() > Self::MAX.0.unsigned_abs() {
+        if minor.unsigned_abs() > max.0.unsigned_abs() {
             return Err(MoneyError::OutOfRange);
         }
         Ok(Money(minor))
@@ -184,6 +206,15 @@ mod tests {
             Err(MoneyError::OutOfRange)
         );
         assert_eq!(Money::parse("1000000000"), Ok(Money::MAX));
+        // a balance may pass what one request may move
+        assert_eq!(
+            Money::parse_answer("1027683538.65"),
+            Ok(Money::from_minor(102_768_353_865))
+        );
+        assert_eq!(
+            Money::parse_answer("1000000000000000.01"),
+            Err(MoneyError::OutOfRange)
+        );
     }
 
     #[test]

@@ -13,6 +13,8 @@ use crate::db::OutboxRow;
 pub struct PaymentAnswer {
     /// `OK` (charged now or before) or `ERROR` (declined).
     pub status: String,
+    /// May pass what one request may move (the balance cap is far above it).
+    #[serde(deserialize_with = "Money::deserialize_answer")]
     pub balance: Money,
     #[serde(default)]
     pub message: Option<String>,

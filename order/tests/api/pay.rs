@@ -26,6 +26,20 @@ async fn paying_with_enough_money_charges_and_notifies() {
     );
 }
 
+/// Found by the API fuzzer: a balance past what one request may move (1e9) made billing's
+/// answer unreadable to order, so the charge happened but the order stayed unpaid.
+#[actix_web::test]
+async fn paying_from_a_balance_past_one_billion_works() {
+    let app = spawn_app().await;
+    app.deposit(1, 1_000_000_000).await;
+    app.deposit(1, 1_000_000_000).await;
+    let id = app.order(1, 1).await;
+    let body = app.pay_ok(1, id).await;
+    assert_eq!(body["status"], "Processing");
+    assert_eq!(body["billing"]["balance"], 1_999_999_999);
+    assert_eq!(app.charges(1).await, 1);
+}
+
 #[actix_web::test]
 async fn paying_without_enough_money_fails_and_may_be_paid_later() {
     let app = spawn_app().await;
