@@ -13,9 +13,10 @@ use actix_web::{
 use common::{
     Identity, Json,
     db::{self, DbError, Pool},
+    openapi::{JsonBodyErrors, ProblemSchema, ProtectedErrors, PublicErrors, SessionCookie},
 };
 use serde::{Deserialize, Serialize};
-use serde_json::json;
+use utoipa::{OpenApi, ToSchema};
 
 use crate::{
     billing_client::BillingClient,
@@ -98,17 +99,45 @@ pub fn configure(
         .service(web::resource("/users/me").get(me).put(update_me));
 }
 
-#[derive(Deserialize)]
+/// Auth's API, served by the gateway at `/openapi.json`.
+#[derive(OpenApi)]
+#[openapi(
+    paths(register, login, logout, signin, auth, me, update_me),
+    components(schemas(ProblemSchema)),
+    modifiers(&SessionCookie),
+    tags((name = "auth", description = "Users, sessions, and the ingress's forward-auth check"))
+)]
+pub struct ApiDoc;
+
+#[derive(Deserialize, ToSchema)]
 struct RegisterRequest {
+    #[schema(pattern = "^[A-Za-z0-9_.-]{3,64}$", examples("alice"))]
     login: String,
+    /// Stored only as a bcrypt hash.
+    #[schema(min_length = 8, max_length = 128, examples("correct horse battery"))]
     password: String,
+    #[schema(
+        max_length = 254,
+        pattern = "^[^@\\u0000-\\u0020\\u007f-\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]{1,64}@[^@.\\u0000-\\u0020\\u007f-\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]+(\\.[^@.\\u0000-\\u0020\\u007f-\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]+)+$",
+        examples("alice@example.com")
+    )]
     email: String,
+    #[schema(
+        max_length = 100,
+        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$",
+        examples("Alice")
+    )]
     first_name: Option<String>,
+    #[schema(
+        max_length = 100,
+        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$",
+        examples("Liddell")
+    )]
     last_name: Option<String>,
 }
 
 /// A user as clients see it.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct UserView {
     id: i64,
     login: String,
@@ -130,6 +159,20 @@ impl From<User> for UserView {
 }
 
 /// `POST /register`
+#[utoipa::path(
+    post,
+    path = "/register",
+    tag = "auth",
+    summary = "Register a user",
+    description = "Also opens the user's billing account.",
+    request_body = RegisterRequest,
+    responses(
+        (status = 200, description = "The new user", body = UserView),
+        (status = 409, description = "The login is taken (case-insensitively)", body = ProblemSchema, content_type = "application/problem+json"),
+        JsonBodyErrors,
+        PublicErrors,
+    ),
+)]
 async fn register(
     pool: web::Data<Pool>,
     state: web::Data<AuthState>,
@@ -176,15 +219,61 @@ async fn register(
     Ok(HttpResponse::Ok().json(UserView::from(user)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 struct LoginRequest {
+    #[schema(examples("alice"))]
     login: String,
+    #[schema(examples("correct horse battery"))]
     password: String,
+}
+
+/// `"ok"`: the contract's lower-case success status for auth's answers.
+#[derive(Serialize, ToSchema, Clone, Copy)]
+#[serde(rename_all = "lowercase")]
+#[schema(as = AuthStatus)]
+enum Done {
+    Ok,
+}
+
+#[derive(Serialize, ToSchema)]
+struct LoginAnswer {
+    status: Done,
+    id: i64,
+    login: String,
+}
+
+#[derive(Serialize, ToSchema)]
+struct LogoutAnswer {
+    status: Done,
+}
+
+#[derive(Serialize, ToSchema)]
+struct SigninAnswer {
+    #[schema(examples("Please go to login and provide Login/Password"))]
+    message: String,
 }
 
 /// `POST /login`: a new session (new id) on every login. After `LOGIN_MAX_FAILURES` failed
 /// attempts for one login (existing or not) within the window, 429 until it closes — checked
 /// before the password, so a locked login costs no bcrypt time.
+#[utoipa::path(
+    post,
+    path = "/login",
+    tag = "auth",
+    summary = "Log in",
+    description = "Sets the `session_id` cookie (HttpOnly, SameSite=Lax), a new session on every \
+        login. A wrong password and an unknown login get the same answer.",
+    request_body = LoginRequest,
+    responses(
+        (status = 200, description = "Logged in; `Set-Cookie: session_id=…`", body = LoginAnswer,
+            headers(("Set-Cookie" = String, description = "The new session cookie"))),
+        (status = 401, description = "Wrong login or password", body = ProblemSchema, content_type = "application/problem+json"),
+        (status = 429, description = "Too many failed logins for this login; see `Retry-After`", body = ProblemSchema, content_type = "application/problem+json",
+            headers(("Retry-After" = u64, description = "Seconds until logins are accepted again"))),
+        JsonBodyErrors,
+        PublicErrors,
+    ),
+)]
 async fn login(
     pool: web::Data<Pool>,
     state: web::Data<AuthState>,
@@ -236,21 +325,42 @@ async fn login(
         .insert(USER_ID, user.id)
         .map_err(|e| anyhow::anyhow!("session insert: {e}"))?;
     log::info!("user {} logged in", user.id);
-    Ok(HttpResponse::Ok().json(json!({ "status": "ok", "id": user.id, "login": user.login })))
+    Ok(HttpResponse::Ok().json(LoginAnswer {
+        status: Done::Ok,
+        id: user.id,
+        login: user.login,
+    }))
 }
 
 /// `GET|POST /logout`: revokes the session server-side and clears the cookie.
+#[utoipa::path(
+    method(get, post),
+    path = "/logout",
+    tag = "auth",
+    summary = "Log out",
+    description = "Revokes the session server-side and clears the cookie; fine without one.",
+    responses((status = 200, description = "Logged out", body = LogoutAnswer), PublicErrors),
+)]
 async fn logout(session: Session) -> HttpResponse {
     if let Ok(Some(user_id)) = session.get::<i64>(USER_ID) {
         log::info!("user {user_id} logged out");
     }
     session.purge();
-    HttpResponse::Ok().json(json!({ "status": "ok" }))
+    HttpResponse::Ok().json(LogoutAnswer { status: Done::Ok })
 }
 
 /// `GET /signin`: where the course's clients are sent when not logged in.
+#[utoipa::path(
+    get,
+    path = "/signin",
+    tag = "auth",
+    summary = "How to log in",
+    responses((status = 200, description = "A hint", body = SigninAnswer)),
+)]
 async fn signin() -> HttpResponse {
-    HttpResponse::Ok().json(json!({ "message": "Please go to login and provide Login/Password" }))
+    HttpResponse::Ok().json(SigninAnswer {
+        message: "Please go to login and provide Login/Password".into(),
+    })
 }
 
 /// True for the ingress's forward-auth sub-request (ingress-nginx sets both headers).
@@ -261,6 +371,22 @@ fn is_subrequest(req: &HttpRequest) -> bool {
 /// `GET /auth`: who the session cookie belongs to, from the session alone. 200 with the
 /// identity headers (and the user JSON, except for the ingress's sub-request, which gets an
 /// empty body so nginx can keep the connection alive), or 401.
+#[utoipa::path(
+    get,
+    path = "/auth",
+    tag = "auth",
+    summary = "Who am I (the forward-auth check)",
+    description = "Answers from the session cookie alone, never from identity headers in the \
+        request. The ingress's sub-request gets the identity headers and an empty body.",
+    responses(
+        (status = 200, description = "The session's user", body = UserView, headers(
+            ("X-UserId" = i64), ("X-User" = String), ("X-Email" = String),
+            ("X-First-Name" = String), ("X-Last-Name" = String),
+        )),
+        ProtectedErrors,
+    ),
+    security(("session" = [])),
+)]
 async fn auth(req: HttpRequest, pool: web::Data<Pool>, session: Session) -> Result<HttpResponse> {
     let user_id = session
         .get::<i64>(USER_ID)
@@ -295,6 +421,14 @@ async fn auth(req: HttpRequest, pool: web::Data<Pool>, session: Session) -> Resu
 }
 
 /// `GET /users/me` (protected)
+#[utoipa::path(
+    get,
+    path = "/users/me",
+    tag = "auth",
+    summary = "My profile",
+    responses((status = 200, description = "The caller", body = UserView), ProtectedErrors),
+    security(("session" = [])),
+)]
 async fn me(pool: web::Data<Pool>, identity: Identity) -> Result<HttpResponse> {
     let user = db::run(&pool, move |conn| {
         crate::db::user_by_id(conn, identity.user_id).map_err(AuthError::from)
@@ -304,14 +438,35 @@ async fn me(pool: web::Data<Pool>, identity: Identity) -> Result<HttpResponse> {
     Ok(HttpResponse::Ok().json(UserView::from(user)))
 }
 
-#[derive(Deserialize)]
+/// The fields to change; those left out stay as they are.
+#[derive(Deserialize, ToSchema)]
 struct ProfileRequest {
+    #[schema(
+        max_length = 254,
+        pattern = "^[^@\\u0000-\\u0020\\u007f-\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]{1,64}@[^@.\\u0000-\\u0020\\u007f-\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]+(\\.[^@.\\u0000-\\u0020\\u007f-\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]+)+$",
+        examples("alice@example.org")
+    )]
     email: Option<String>,
+    #[schema(max_length = 100, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$")]
     first_name: Option<String>,
+    #[schema(max_length = 100, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$")]
     last_name: Option<String>,
 }
 
 /// `PUT /users/me` (protected): changes the fields given, keeps the others.
+#[utoipa::path(
+    put,
+    path = "/users/me",
+    tag = "auth",
+    summary = "Change my profile",
+    request_body = ProfileRequest,
+    responses(
+        (status = 200, description = "The changed profile", body = UserView),
+        JsonBodyErrors,
+        ProtectedErrors,
+    ),
+    security(("session" = [])),
+)]
 async fn update_me(
     pool: web::Data<Pool>,
     identity: Identity,

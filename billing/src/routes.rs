@@ -6,9 +6,11 @@ use common::{
     db::Pool,
     http::Limit,
     idempotency::{IdempotencyKey, MaybeIdempotencyKey},
+    openapi::{JsonBodyErrors, ProblemSchema, ProtectedErrors, SessionCookie, nonzero_money},
 };
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use utoipa::{OpenApi, ToSchema};
 
 use crate::{
     db::{ChangeOutcome, Entry, PaymentOutcome},
@@ -33,21 +35,79 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     );
 }
 
-#[derive(Deserialize)]
+/// The public part of billing's API, served by the gateway at `/openapi.json`. The internal
+/// routes are left out: the ingress never routes them.
+#[derive(OpenApi)]
+#[openapi(
+    paths(change, current, history),
+    components(schemas(ProblemSchema)),
+    modifiers(&SessionCookie),
+    tags((name = "billing", description = "One account per user: deposits, withdrawals, balance, ledger"))
+)]
+pub struct ApiDoc;
+
+#[derive(Deserialize, ToSchema)]
 struct ChangeRequest {
+    /// Positive deposits, negative withdraws; never zero.
+    #[schema(schema_with = nonzero_money, examples(5000, -20.5))]
     amount: Money,
+    /// Why; defaults to `deposit` or `withdrawal`.
+    #[schema(
+        max_length = 200,
+        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$",
+        examples("salary")
+    )]
     reason: Option<String>,
 }
 
-#[derive(Serialize)]
+/// `OK` (done) or `ERROR` (a business "no": nothing changed, `message` says why).
+#[derive(Serialize, ToSchema, Clone, Copy)]
+#[serde(rename_all = "UPPERCASE")]
+#[schema(as = ChangeStatus)]
+enum Outcome {
+    Ok,
+    Error,
+}
+
+/// The answer to a balance change: the entry it made, or why it made none.
+#[derive(Serialize, ToSchema)]
+struct ChangeAnswer {
+    status: Outcome,
+    /// The ledger entry (`OK` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<i64>,
+    /// The change applied (`OK` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    amount: Option<Money>,
+    /// `OK` only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<String>,
+    /// Why nothing changed (`ERROR` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(examples("insufficient funds: balance 20.00 < 30.00"))]
+    message: Option<String>,
+    /// The balance after the change (or now, if none was made).
+    balance: Money,
+}
+
+#[derive(Serialize, ToSchema)]
+struct BalanceView {
+    balance: Money,
+}
+
+/// A ledger entry.
+#[derive(Serialize, ToSchema)]
 struct EntryView {
     id: i64,
+    /// Positive for money in, negative for money out.
     amount: Money,
     reason: String,
+    /// The order this entry paid, for payments.
     #[serde(skip_serializing_if = "Option::is_none")]
     order_id: Option<i64>,
     /// The balance right after this entry.
     balance: Money,
+    #[schema(format = DateTime)]
     created: String,
 }
 
@@ -72,6 +132,24 @@ fn user(identity: &Identity) -> UserId {
 }
 
 /// `POST /billing/change`: deposit (amount > 0) or withdraw (amount < 0).
+#[utoipa::path(
+    post,
+    path = "/billing/change",
+    tag = "billing",
+    summary = "Deposit or withdraw",
+    description = "A positive amount deposits, a negative one withdraws if the balance allows \
+        (else `status: ERROR`, nothing changes). The balance and its ledger entry change in one \
+        transaction; concurrent withdrawals never overdraw.",
+    params(MaybeIdempotencyKey),
+    request_body = ChangeRequest,
+    responses(
+        (status = 200, description = "Applied (`OK`) or refused for insufficient funds (`ERROR`)", body = ChangeAnswer),
+        (status = 422, description = "The Idempotency-Key was used for another change, or the balance would pass its limit", body = ProblemSchema, content_type = "application/problem+json"),
+        JsonBodyErrors,
+        ProtectedErrors,
+    ),
+    security(("session" = [])),
+)]
 async fn change(
     pool: web::Data<Pool>,
     identity: Identity,
@@ -116,35 +194,62 @@ async fn change(
 /// The answer to an applied change: the same for its replays.
 fn applied(entry: Entry) -> HttpResponse {
     let view = EntryView::from(entry);
-    HttpResponse::Ok().json(json!({
-        "id": view.id,
-        "amount": view.amount,
-        "reason": view.reason,
-        "status": "OK",
-        "balance": view.balance,
-    }))
+    HttpResponse::Ok().json(ChangeAnswer {
+        status: Outcome::Ok,
+        id: Some(view.id),
+        amount: Some(view.amount),
+        reason: Some(view.reason),
+        message: None,
+        balance: view.balance,
+    })
 }
 
 /// The business "no" the course suites assert: HTTP 200 with `status: ERROR`.
 fn insufficient_funds(balance: Money, wanted: Money) -> HttpResponse {
-    HttpResponse::Ok().json(json!({
-        "status": "ERROR",
-        "message": format!("insufficient funds: balance {balance} < {wanted}"),
-        "balance": balance,
-    }))
+    HttpResponse::Ok().json(ChangeAnswer {
+        status: Outcome::Error,
+        id: None,
+        amount: None,
+        reason: None,
+        message: Some(format!("insufficient funds: balance {balance} < {wanted}")),
+        balance,
+    })
 }
 
 /// `GET /billing/current`
+#[utoipa::path(
+    get,
+    path = "/billing/current",
+    tag = "billing",
+    summary = "The balance",
+    description = "0 for a user who never deposited.",
+    responses((status = 200, description = "The balance", body = BalanceView), ProtectedErrors),
+    security(("session" = [])),
+)]
 async fn current(pool: web::Data<Pool>, identity: Identity) -> Result<HttpResponse> {
     let user = user(&identity);
     let balance = db::run(&pool, move |conn| {
         crate::db::balance(conn, user).map_err(BillingError::from)
     })
     .await?;
-    Ok(HttpResponse::Ok().json(json!({ "balance": balance })))
+    Ok(HttpResponse::Ok().json(BalanceView { balance }))
 }
 
 /// `GET /billing/history?limit=N`: newest first, 100 entries unless asked (at most 1000).
+#[utoipa::path(
+    get,
+    path = "/billing/history",
+    tag = "billing",
+    summary = "The ledger, newest first",
+    description = "The balance always equals the sum of the ledger.",
+    params(Limit),
+    responses(
+        (status = 200, description = "Ledger entries, newest first", body = [EntryView]),
+        (status = 400, description = "`limit` is not an integer from 1 to 1000", body = ProblemSchema, content_type = "application/problem+json"),
+        ProtectedErrors,
+    ),
+    security(("session" = [])),
+)]
 async fn history(
     pool: web::Data<Pool>,
     identity: Identity,

@@ -13,6 +13,7 @@
 //! | [`identity`] | the `Identity` extractor built from the forward-auth headers |
 //! | [`idempotency`] | the `Idempotency-Key` header, parsed once |
 //! | [`request_id`] | `X-Request-Id` on every response, log line and downstream call |
+//! | [`openapi`] | the shared parts of the OpenAPI description (money, problems, the session) |
 //! | [`http`] | the server skeleton (middleware, health routes) and the outgoing HTTP client |
 //! | [`telemetry`] | logging set-up |
 //! | [`cli`] | the `serve` / `migrate` command line every binary shares |
@@ -28,6 +29,7 @@ pub mod idempotency;
 pub mod identity;
 pub mod json;
 pub mod money;
+pub mod openapi;
 pub mod problem;
 pub mod request_id;
 pub mod settings;

@@ -1,9 +1,16 @@
 //! Notification's HTTP surface. The whole route table is [`configure`].
 
 use actix_web::{HttpResponse, web};
-use common::{Identity, Json, db, db::Pool, http::Limit, problem::Problem};
+use common::{
+    Identity, Json, db,
+    db::Pool,
+    http::Limit,
+    openapi::{ProblemSchema, ProtectedErrors, SessionCookie},
+    problem::Problem,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use utoipa::{OpenApi, ToSchema};
 
 use crate::{
     db::{NewNotification, Notification},
@@ -18,12 +25,27 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(web::resource("/internal/notifications").post(create));
 }
 
-#[derive(Serialize)]
+/// The public part of notification's API, served by the gateway at `/openapi.json`. The
+/// internal route is left out: the ingress never routes it.
+#[derive(OpenApi)]
+#[openapi(
+    paths(list),
+    components(schemas(ProblemSchema)),
+    modifiers(&SessionCookie),
+    tags((name = "notification", description = "The messages users were sent about their orders"))
+)]
+pub struct ApiDoc;
+
+/// A message sent to a user.
+#[derive(Serialize, ToSchema)]
 struct NotificationView {
     id: i64,
     order_id: i64,
+    /// `order #<id> Processing` or `order #<id> Failed`.
+    #[schema(examples("order #7 Processing"))]
     message: String,
     email: String,
+    #[schema(format = DateTime)]
     created: String,
 }
 
@@ -43,6 +65,19 @@ impl From<Notification> for NotificationView {
 }
 
 /// `GET /notification?limit=N`: the caller's messages, newest first.
+#[utoipa::path(
+    get,
+    path = "/notification",
+    tag = "notification",
+    summary = "My messages, newest first",
+    params(Limit),
+    responses(
+        (status = 200, description = "The caller's messages", body = [NotificationView]),
+        (status = 400, description = "`limit` is not an integer from 1 to 1000", body = ProblemSchema, content_type = "application/problem+json"),
+        ProtectedErrors,
+    ),
+    security(("session" = [])),
+)]
 async fn list(
     pool: web::Data<Pool>,
     identity: Identity,

@@ -7,7 +7,8 @@ use sha2::{Digest, Sha256};
 
 /// Where an order is. `Pending` → `Processing` (paid) or `Failed` (declined); a `Failed` order
 /// may be paid again; `Processing` is final.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, utoipa::ToSchema)]
+#[schema(as = OrderStatus)]
 pub enum Status {
     Pending,
     Processing,

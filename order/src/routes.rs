@@ -6,9 +6,10 @@ use common::{
     db::Pool,
     http::Limit,
     idempotency::{IdempotencyKey, MaybeIdempotencyKey},
+    openapi::{JsonBodyErrors, ProblemSchema, ProtectedErrors, SessionCookie, positive_money},
 };
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use utoipa::{OpenApi, ToSchema};
 
 use crate::{
     clients::{BillingClient, BillingError, NotificationClient},
@@ -33,14 +34,28 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: &web::Data<OrderState>) {
         .service(web::resource("/order/{id}/pay").put(pay));
 }
 
-#[derive(Serialize)]
+/// Order's API, served by the gateway at `/openapi.json`.
+#[derive(OpenApi)]
+#[openapi(
+    paths(create, list, get, pay),
+    components(schemas(ProblemSchema)),
+    modifiers(&SessionCookie),
+    tags((name = "order", description = "Orders and paying them (billing charges, notification tells)"))
+)]
+pub struct ApiDoc;
+
+/// An order.
+#[derive(Serialize, ToSchema)]
 struct OrderView {
     id: i64,
     user_id: i64,
     amount: Money,
     description: String,
+    #[schema(value_type = Status)]
     status: String,
+    #[schema(format = DateTime)]
     created: String,
+    #[schema(format = DateTime)]
     updated: String,
 }
 
@@ -62,14 +77,90 @@ impl From<OrderRow> for OrderView {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 struct CreateRequest {
+    /// What the order costs; more than zero.
+    #[schema(schema_with = positive_money, examples(1000))]
     amount: Money,
+    #[schema(
+        max_length = 500,
+        pattern = "^[^\\u0000-\\u0008\\u000b-\\u001f\\u007f-\\u009f]*$",
+        examples("a book")
+    )]
     description: Option<String>,
+}
+
+/// What billing said: `OK` (charged, now or by an earlier pay) or `ERROR` (declined).
+#[derive(Serialize, ToSchema)]
+struct BillingOutcome {
+    #[schema(value_type = BillingStatus)]
+    status: String,
+    /// Why billing declined (`ERROR` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(examples("insufficient funds: balance 20.00 < 30.00"))]
+    message: Option<String>,
+    /// The user's balance after the charge (or now, if declined).
+    balance: Money,
+}
+
+#[derive(ToSchema)]
+#[allow(dead_code)] // the schema of `BillingOutcome::status`, which passes billing's text on
+#[allow(clippy::upper_case_acronyms)]
+#[schema(as = PaymentStatus)]
+enum BillingStatus {
+    OK,
+    ERROR,
+}
+
+/// Whether the user has been told: `OK` (notification stored the message), `PENDING` (it
+/// will be delivered when notification is back), `NONE` (nothing new to tell).
+#[derive(Serialize, ToSchema, Clone, Copy)]
+#[serde(rename_all = "UPPERCASE")]
+#[schema(as = DeliveryStatus)]
+enum Delivery {
+    Ok,
+    Pending,
+    None,
+}
+
+#[derive(Serialize, ToSchema)]
+struct NotificationOutcome {
+    status: Delivery,
+    /// The message, e.g. `order #7 Processing`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(examples("order #7 Processing"))]
+    message: Option<String>,
+}
+
+/// The answer to `PUT /order/{id}/pay`.
+#[derive(Serialize, ToSchema)]
+struct PayAnswer {
+    id: i64,
+    #[schema(value_type = Status)]
+    status: String,
+    amount: Money,
+    billing: BillingOutcome,
+    notification: NotificationOutcome,
 }
 
 /// `POST /order` with an optional `Idempotency-Key`: the same key and body give the same
 /// order (no new row), the same key with another body is 422.
+#[utoipa::path(
+    post,
+    path = "/order",
+    tag = "order",
+    summary = "Create an order",
+    description = "A new `Pending` order. With an `Idempotency-Key`, a retry answers the same order.",
+    params(MaybeIdempotencyKey),
+    request_body = CreateRequest,
+    responses(
+        (status = 200, description = "The order (new, or the one this key created)", body = OrderView),
+        (status = 422, description = "The Idempotency-Key was used with another body", body = ProblemSchema, content_type = "application/problem+json"),
+        JsonBodyErrors,
+        ProtectedErrors,
+    ),
+    security(("session" = [])),
+)]
 async fn create(
     pool: web::Data<Pool>,
     identity: Identity,
@@ -98,6 +189,19 @@ async fn create(
 }
 
 /// `GET /order`: the caller's orders, newest first.
+#[utoipa::path(
+    get,
+    path = "/order",
+    tag = "order",
+    summary = "My orders, newest first",
+    params(Limit),
+    responses(
+        (status = 200, description = "The caller's orders", body = [OrderView]),
+        (status = 400, description = "`limit` is not an integer from 1 to 1000", body = ProblemSchema, content_type = "application/problem+json"),
+        ProtectedErrors,
+    ),
+    security(("session" = [])),
+)]
 async fn list(
     pool: web::Data<Pool>,
     identity: Identity,
@@ -119,6 +223,20 @@ async fn find(pool: &Pool, user_id: i64, id: i64) -> Result<OrderRow> {
 }
 
 /// `GET /order/{id}`: 404 if missing or someone else's.
+#[utoipa::path(
+    get,
+    path = "/order/{id}",
+    tag = "order",
+    summary = "One order",
+    params(("id" = i64, Path, description = "The order id")),
+    responses(
+        (status = 200, description = "The order", body = OrderView),
+        (status = 400, description = "`id` is not a 64-bit integer", body = ProblemSchema, content_type = "application/problem+json"),
+        (status = 404, description = "No such order of the caller's", body = ProblemSchema, content_type = "application/problem+json"),
+        ProtectedErrors,
+    ),
+    security(("session" = [])),
+)]
 async fn get(
     pool: web::Data<Pool>,
     identity: Identity,
@@ -131,6 +249,25 @@ async fn get(
 /// `PUT /order/{id}/pay`: charges the order through billing (at most once per order, however
 /// often it is paid), records the outcome with its message in one transaction, and sends the
 /// message; if notification is down, the answer says `PENDING` and the relay delivers later.
+#[utoipa::path(
+    put,
+    path = "/order/{id}/pay",
+    tag = "order",
+    summary = "Pay an order",
+    description = "Charges the order through billing, at most once per order however often it is \
+        paid. Paid: `Processing` (final; paying again charges nothing and answers the paid \
+        outcome). Declined: `Failed` (may be paid again). The user is told through notification; \
+        if it is down, `notification.status` is `PENDING` and the message is delivered later. \
+        Billing unreachable: 503, the order unchanged, safe to retry.",
+    params(("id" = i64, Path, description = "The order id")),
+    responses(
+        (status = 200, description = "Paid (`Processing`) or declined (`Failed`)", body = PayAnswer),
+        (status = 400, description = "`id` is not a 64-bit integer", body = ProblemSchema, content_type = "application/problem+json"),
+        (status = 404, description = "No such order of the caller's", body = ProblemSchema, content_type = "application/problem+json"),
+        ProtectedErrors,
+    ),
+    security(("session" = [])),
+)]
 async fn pay(
     pool: web::Data<Pool>,
     state: web::Data<OrderState>,
@@ -178,25 +315,29 @@ async fn pay(
         order.status
     );
 
-    let notification = match message {
-        Some(m) if m.delivered_at.is_some() => json!({ "status": "OK", "message": m.message }),
+    let (status, message) = match message {
+        Some(m) if m.delivered_at.is_some() => (Delivery::Ok, Some(m.message)),
         Some(m) => {
             let delivered = outbox::deliver(&pool, &state.notification, &m, state.retry).await;
-            json!({ "status": if delivered { "OK" } else { "PENDING" }, "message": m.message })
+            let status = if delivered {
+                Delivery::Ok
+            } else {
+                Delivery::Pending
+            };
+            (status, Some(m.message))
         }
-        None => json!({ "status": "NONE" }),
+        None => (Delivery::None, None),
     };
-    let billing: Value = match &answer.message {
-        Some(message) if !answer.is_paid() => {
-            json!({ "status": answer.status, "message": message, "balance": answer.balance })
-        }
-        _ => json!({ "status": answer.status, "balance": answer.balance }),
-    };
-    Ok(HttpResponse::Ok().json(json!({
-        "id": order.id,
-        "status": order.status,
-        "amount": order.amount(),
-        "billing": billing,
-        "notification": notification,
-    })))
+    let paid = answer.is_paid();
+    Ok(HttpResponse::Ok().json(PayAnswer {
+        id: order.id,
+        amount: order.amount(),
+        status: order.status,
+        billing: BillingOutcome {
+            status: answer.status,
+            message: answer.message.filter(|_| !paid),
+            balance: answer.balance,
+        },
+        notification: NotificationOutcome { status, message },
+    }))
 }

@@ -9,7 +9,8 @@
 //!   the five identity headers of auth's answer are set on the upstream request, replacing any
 //!   the client sent (a header auth omits is removed); 401/403 → 401; anything else → 5xx;
 //! - `/internal/*`, `/metrics`, `/health`, `/ready` and unknown paths are not routed (404);
-//! - `X-Request-Id` is taken from the client or generated, and sent upstream.
+//! - `X-Request-Id` is taken from the client or generated, and sent upstream;
+//! - `/openapi.json` is the OpenAPI 3.1 description of the public API ([`crate::openapi`]).
 
 use std::net::TcpListener;
 
@@ -263,6 +264,16 @@ async fn handle(req: HttpRequest, body: web::Bytes, gateway: web::Data<Gateway>)
     }
 }
 
+/// The public API description, rendered once.
+struct OpenApiJson(String);
+
+/// `GET /openapi.json`: the OpenAPI 3.1 description of everything routed here.
+async fn openapi_json(doc: web::Data<OpenApiJson>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .body(doc.0.clone())
+}
+
 /// Starts the gateway on `listener`.
 pub fn serve(
     listener: TcpListener,
@@ -270,6 +281,9 @@ pub fn serve(
     http: reqwest::Client,
 ) -> std::io::Result<Server> {
     let gateway = web::Data::new(Gateway { upstreams, http });
+    let openapi = web::Data::new(OpenApiJson(
+        crate::openapi().to_json().map_err(std::io::Error::other)?,
+    ));
     Ok(HttpServer::new(move || {
         App::new()
             .wrap(problem::middleware())
@@ -278,6 +292,8 @@ pub fn serve(
             .app_data(gateway.clone())
             // nginx's default client_max_body_size; the services enforce their own, smaller limit
             .app_data(web::PayloadConfig::new(1024 * 1024))
+            .app_data(openapi.clone())
+            .route("/openapi.json", web::get().to(openapi_json))
             .default_service(web::to(handle))
     })
     .listen(listener)?

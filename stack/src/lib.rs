@@ -16,6 +16,39 @@ use std::{collections::HashMap, path::PathBuf};
 
 use common::http::Running;
 use futures_util::future::try_join_all;
+use utoipa::{
+    OpenApi,
+    openapi::{InfoBuilder, LicenseBuilder, OpenApiBuilder},
+};
+
+/// The shop's public API as clients see it through the gateway or the ingress: the four
+/// services' descriptions, generated from their handlers, merged. The gateway serves it at
+/// `/openapi.json`; `openapi.json` at the repository root is a copy a test keeps in step.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    let info = InfoBuilder::new()
+        .title("shop")
+        .version(env!("CARGO_PKG_VERSION"))
+        .description(Some(
+            "A shop of four services behind an ingress with forward-auth: register and log in \
+             (auth), keep money (billing), create and pay orders (order), read what you were \
+             told (notification). Errors are RFC 9457 problem details; money is a JSON number \
+             with at most 2 decimal places.",
+        ))
+        .license(Some(
+            LicenseBuilder::new().name("MIT OR Apache-2.0").build(),
+        ))
+        .build();
+    let mut doc = OpenApiBuilder::new().info(info).build();
+    for part in [
+        auth::routes::ApiDoc::openapi(),
+        billing::routes::ApiDoc::openapi(),
+        order::routes::ApiDoc::openapi(),
+        notification::routes::ApiDoc::openapi(),
+    ] {
+        doc.merge(part);
+    }
+    doc
+}
 
 /// How the stack is laid out.
 #[derive(Debug, Clone)]

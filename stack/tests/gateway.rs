@@ -262,3 +262,77 @@ async fn the_banner_names_the_gateway_and_the_newman_command() {
         assert!(banner.contains(name));
     }
 }
+
+/// `openapi.json` at the repository root is what the code generates. After changing a
+/// handler's description: `cargo run -q -- openapi > openapi.json`.
+#[test]
+fn the_committed_openapi_json_is_what_the_code_generates() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../openapi.json");
+    let committed: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let generated = serde_json::to_value(stack::openapi()).unwrap();
+    assert!(
+        committed == generated,
+        "openapi.json is out of date: run `cargo run -q -- openapi > openapi.json`"
+    );
+    assert_eq!(generated["openapi"], "3.1.0");
+}
+
+/// Every operation the served description lists is routed, and answers with a status (and
+/// media type) its description lists — also for a body that is missing every field.
+#[actix_web::test]
+async fn every_described_operation_is_routed_and_answers_as_described() {
+    let shop = spawn_shop(&[]).await;
+    let res = shop.call(Method::GET, "/openapi.json", None, None).await;
+    assert_eq!(res.status(), 200);
+    let doc = json_of(res).await;
+    assert_eq!(doc, serde_json::to_value(stack::openapi()).unwrap());
+
+    let cookie = shop.user("described").await;
+    let order = json_of(
+        shop.call(
+            Method::POST,
+            "/order",
+            Some(&cookie),
+            Some(json!({"amount": 1})),
+        )
+        .await,
+    )
+    .await;
+    let id = order["id"].as_i64().unwrap().to_string();
+
+    let mut operations: Vec<(String, String, Value)> = Vec::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            operations.push((path.clone(), method.to_uppercase(), op.clone()));
+        }
+    }
+    // logging out ends the session the others use: last
+    operations.sort_by_key(|(path, method, _)| (path == "/logout", path.clone(), method.clone()));
+    for (path, method, op) in &operations {
+        let body = op.get("requestBody").map(|_| json!({}));
+        let method = Method::from_bytes(method.as_bytes()).unwrap();
+        let res = shop
+            .call(
+                method.clone(),
+                &path.replace("{id}", &id),
+                Some(&cookie),
+                body,
+            )
+            .await;
+        let status = res.status().as_u16().to_string();
+        let described = &op["responses"][&status];
+        assert!(
+            described.is_object(),
+            "{method} {path} answered {status}, which its description does not list"
+        );
+        if let Some(content) = described.get("content").and_then(Value::as_object) {
+            let media = res.headers()["content-type"].to_str().unwrap().to_string();
+            assert!(
+                content.keys().any(|m| media.starts_with(m.as_str())),
+                "{method} {path} answered {status} as {media}, described as {:?}",
+                content.keys()
+            );
+        }
+    }
+    assert_eq!(operations.len(), 16, "the public API has 16 operations");
+}
