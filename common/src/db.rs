@@ -273,6 +273,18 @@ pub fn ping(conn: &mut AnyConnection) -> Result<(), DieselError> {
     diesel::sql_query("SELECT 1").execute(conn).map(drop)
 }
 
+/// Whether the database answers within `timeout` (a pooled connection, then [`ping`]): what
+/// `/ready` asks, with a timeout shorter than the pool's so an outage is reported quickly.
+pub async fn check(pool: &Pool, timeout: std::time::Duration) -> Result<(), DbError> {
+    let pool = pool.clone();
+    actix_web::web::block(move || {
+        let mut conn = pool.get_timeout(timeout).map_err(DbError::Unavailable)?;
+        ping(&mut conn).map_err(DbError::from)
+    })
+    .await
+    .map_err(|_| DbError::Cancelled)?
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

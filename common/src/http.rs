@@ -20,7 +20,7 @@ use secrecy::ExposeSecret;
 use serde_json::json;
 
 use crate::{
-    db::{self, DbError, Pool},
+    db::{self, Pool},
     problem::{self, Problem},
     request_id,
     settings::{ClientSettings, ServerSettings},
@@ -229,8 +229,12 @@ async fn health() -> HttpResponse {
 }
 
 /// Readiness: the database answers.
+/// How long `/ready` waits for the database: well inside the probes' 2 s `timeoutSeconds`,
+/// so an outage is a quick 503, not a probe timeout.
+const READY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+
 async fn ready(pool: web::Data<Pool>) -> HttpResponse {
-    match db::run(&pool, |conn| db::ping(conn).map_err(DbError::from)).await {
+    match db::check(&pool, READY_TIMEOUT).await {
         Ok(()) => HttpResponse::Ok().json(json!({"status": "OK", "database": "up"})),
         Err(e) => {
             log::warn!("readiness check failed: {e}");
