@@ -1,6 +1,7 @@
 # Throwaway PostgreSQL for tests: sourced by scripts that need one.
 #
-#   start_postgres        # sets PG_URL=postgres://postgres@127.0.0.1:PORT/postgres
+#   start_postgres        # sets PG_URL=postgres://postgres@127.0.0.1:PORT/postgres, and
+#                         # PG_BIN, PG_DIR, PG_OPTIONS (what pg_ctl needs to restart it)
 #   stop_postgres         # stops it and deletes its data directory
 #
 # The server listens on loopback only, on a free port, with fsync off (test data only).
@@ -8,6 +9,8 @@
 
 PG_DIR=""
 PG_URL=""
+PG_BIN=""
+PG_OPTIONS=""
 
 pg_bindir() {
   local dir
@@ -35,8 +38,9 @@ start_postgres() {
   port=$(free_port)
   as_pg_owner "$bin/initdb" -D "$PG_DIR/data" -U postgres --auth=trust -E UTF8 >"$PG_DIR/initdb.log" 2>&1 \
     || { cat "$PG_DIR/initdb.log" >&2; return 1; }
-  as_pg_owner "$bin/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/server.log" -w -t 30 \
-    -o "-p $port -k $PG_DIR -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=400" \
+  PG_BIN=$bin
+  PG_OPTIONS="-p $port -k $PG_DIR -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=400"
+  as_pg_owner "$bin/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/server.log" -w -t 30 -o "$PG_OPTIONS" \
     start >/dev/null || { cat "$PG_DIR/server.log" >&2; return 1; }
   PG_URL="postgres://postgres@127.0.0.1:$port/postgres"
   echo "PostgreSQL $("$bin/postgres" --version | awk '{print $3}') on 127.0.0.1:$port (data in $PG_DIR)"

@@ -1,0 +1,408 @@
+"""Process-level fault tests against the production topology (scripts/faults): real processes,
+real PostgreSQL, real nginx. Each scenario breaks something for real (SIGKILL, SIGTERM, a
+database restart), drives traffic through nginx, then checks what users and the databases
+say, and prints what it saw. Exit status 1 if any guarantee did not hold.
+
+usage: python3 faults.py WORK/cluster.json   (written by scripts/lib/cluster.sh)
+Standard library only; the databases are read with psql.
+"""
+import http.client
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from urllib.parse import urlsplit
+
+CLUSTER = json.load(open(sys.argv[1]))
+WORK = CLUSTER["work"]
+NGINX = CLUSTER["nginx"]
+PG = CLUSTER["postgres"]
+PASSED = []
+FAILURES = []
+
+
+def say(text):
+    print(text, flush=True)
+
+
+def check(ok, what):
+    say(("ok   " if ok else "FAIL ") + what)
+    (PASSED if ok else FAILURES).append(what)
+
+
+# ---- HTTP -------------------------------------------------------------------------------
+
+class Answer:
+    def __init__(self, status, headers, body, seconds):
+        self.status, self.headers, self.body, self.seconds = status, headers, body, seconds
+
+    def json(self):
+        return json.loads(self.body)
+
+
+def call(method, url, body=None, cookie=None, timeout=15):
+    """One request on a new connection; raises OSError/HTTPException if there is no answer."""
+    parts = urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
+    headers = {"Connection": "close"}
+    data = None
+    if body is not None:
+        data = json.dumps(body).encode()
+        headers["Content-Type"] = "application/json"
+    if cookie:
+        headers["Cookie"] = cookie
+    started = time.monotonic()
+    try:
+        conn.request(method, parts.path + (f"?{parts.query}" if parts.query else ""), data, headers)
+        res = conn.getresponse()
+        payload = res.read()
+        return Answer(res.status, res.headers, payload, time.monotonic() - started)
+    finally:
+        conn.close()
+
+
+def user(prefix):
+    """Registers and logs in a new user through nginx; the session cookie."""
+    login = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    body = {"login": login, "password": "fault-password", "email": f"{login}@example.com"}
+    assert call("POST", f"{NGINX}/register", body).status == 200
+    res = call("POST", f"{NGINX}/login", {"login": login, "password": "fault-password"})
+    assert res.status == 200, res.body
+    return res.headers["Set-Cookie"].split(";")[0]
+
+
+def deposit(cookie, amount):
+    res = call("POST", f"{NGINX}/billing/change", {"amount": amount}, cookie)
+    assert res.status == 200 and res.json()["status"] == "OK", res.body
+
+
+def new_order(cookie, amount):
+    res = call("POST", f"{NGINX}/order", {"amount": amount}, cookie)
+    assert res.status == 200, res.body
+    return res.json()["id"]
+
+
+def user_id(cookie):
+    return call("GET", f"{NGINX}/users/me", cookie=cookie).json()["id"]
+
+
+# ---- processes and databases ----------------------------------------------------------
+
+def pid_of(service):
+    return int(open(f"{WORK}/{service}.pid").read())
+
+
+def alive(pid):
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+
+
+def wait_gone(pid, limit):
+    """Seconds until `pid` is gone (reaps it if it is our child), or None after `limit`."""
+    started = time.monotonic()
+    while time.monotonic() - started < limit:
+        try:
+            if os.waitpid(pid, os.WNOHANG)[0] == pid:
+                return time.monotonic() - started
+        except ChildProcessError:
+            if not alive(pid):
+                return time.monotonic() - started
+        time.sleep(0.01)
+    return None
+
+
+def kill(service, sig):
+    pid = pid_of(service)
+    os.kill(pid, sig)
+    return pid
+
+
+def ready(service):
+    try:
+        return call("GET", f"{CLUSTER['services'][service]['url']}/ready", timeout=10).status
+    except OSError:
+        return None
+
+
+def wait_ready(service, limit=30):
+    started = time.monotonic()
+    while time.monotonic() - started < limit:
+        if ready(service) == 200:
+            return time.monotonic() - started
+        time.sleep(0.05)
+    raise RuntimeError(f"{service} not ready after {limit} s")
+
+
+def start(service):
+    """Starts the service again exactly as cluster.sh did (its Deployment's environment)."""
+    env = dict(line.rstrip("\n").split("=", 1) for line in open(f"{WORK}/{service}.env") if "=" in line)
+    env["PATH"] = os.environ["PATH"]
+    log = open(f"{WORK}/{service}.log", "ab")
+    proc = subprocess.Popen([f"{CLUSTER['bin_dir']}/{service}", "serve"], env=env,
+                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    open(f"{WORK}/{service}.pid", "w").write(str(proc.pid))
+    return wait_ready(service)
+
+
+def as_pg_owner(cmd):
+    return (["runuser", "-u", "postgres", "--"] + cmd) if os.getuid() == 0 else cmd
+
+
+def pg_ctl(*args):
+    subprocess.run(as_pg_owner([f"{PG['bin']}/pg_ctl", "-D", f"{PG['dir']}/data", *args]),
+                   check=True, stdout=subprocess.DEVNULL)
+
+
+def sql(database, query):
+    """Rows of `query` in a service's database, as tuples of strings."""
+    url = PG["url"].rsplit("/", 1)[0] + f"/{database}"
+    out = subprocess.run(["psql", url, "-AtF", "\t", "-c", query], check=True,
+                         capture_output=True, text=True).stdout
+    return [tuple(line.split("\t")) for line in out.splitlines() if line]
+
+
+# ---- scenarios ---------------------------------------------------------------------------
+
+def billing_killed_during_pays():
+    say("\n== billing SIGKILLed and restarted during a stream of pays ==")
+    users, per_user, price, funds = 3, 30, 10, 200   # 20 payable orders per user, 10 declined
+    cookies = [user("kill") for _ in range(users)]
+    orders = []
+    for cookie in cookies:
+        deposit(cookie, funds)
+        orders += [(cookie, new_order(cookie, price)) for _ in range(per_user)]
+    done, retried, answers = [0], [0], {}
+    lock = threading.Lock()
+
+    def pay(item):
+        cookie, order = item
+        attempts = 0
+        while True:
+            attempts += 1
+            try:
+                res = call("PUT", f"{NGINX}/order/{order}/pay", cookie=cookie)
+                if res.status == 200:
+                    break
+                assert res.status in (502, 503, 504), (res.status, res.body)
+            except OSError:
+                pass
+            time.sleep(0.1)   # billing down: 503, order unchanged, safe to retry
+        with lock:
+            done[0] += 1
+            retried[0] += attempts > 1
+            answers[order] = res.json()
+        time.sleep(0.02)
+
+    def killer():
+        while done[0] < len(orders) // 5:
+            time.sleep(0.005)
+        pid = kill("billing", signal.SIGKILL)
+        killed_at = done[0]
+        wait_gone(pid, 5)
+        time.sleep(1.5)
+        back = start("billing")
+        say(f"billing SIGKILLed after {killed_at} of {len(orders)} pays; down 1.5 s, ready {back:.2f} s after restart")
+
+    with ThreadPoolExecutor(7) as pool:
+        k = pool.submit(killer)
+        list(pool.map(pay, orders))
+        k.result()
+
+    ids = ",".join(str(o) for _, o in orders)
+    status = dict(sql("order", f"select id, status from orders where id in ({ids})"))
+    charges = {}
+    for order_id, n in sql("billing", f"select order_id, count(*) from ledger where order_id in ({ids}) group by order_id"):
+        charges[order_id] = int(n)
+    paid = [o for o, s in status.items() if s == "Processing"]
+    declined = [o for o, s in status.items() if s == "Failed"]
+    pending = [o for o, s in status.items() if s == "Pending"]
+    lost = [o for o in charges if status.get(o) != "Processing"]
+    doubled = [o for o, n in charges.items() if n > 1]
+    unpaid_charge = [o for o in paid if charges.get(o, 0) != 1]
+    say(f"{len(orders)} orders: {len(paid)} Processing, {len(declined)} Failed, {len(pending)} Pending; "
+        f"{sum(charges.values())} charges; {retried[0]} pays saw 5xx and completed on retry")
+    check(not pending, "every pay completed (no order left Pending)")
+    check(not unpaid_charge, "every Processing order has exactly one ledger charge")
+    check(not lost, "no charge without a Processing order (no lost payment)")
+    check(not doubled, "no order charged twice")
+    check(len(paid) == users * (funds // price), f"exactly the {users * (funds // price)} payable orders were paid")
+    consistent = sql("billing", "select count(*) from accounts a where a.balance <> "
+                                "(select coalesce(sum(amount), 0) from ledger l where l.user_id = a.user_id)")
+    check(consistent == [("0",)], "every balance equals the sum of its ledger")
+    check(all(answers[int(o)]["status"] == status[o] for o in status), "every pay's answer matches the order's final status")
+    check(retried[0] > 0, "the kill landed during the stream (some pays had to be retried)")
+
+
+def notification_down_during_pays():
+    say("\n== notification down during pays, then back ==")
+    cookie = user("notify")
+    deposit(cookie, 100)
+    orders = [new_order(cookie, 10) for _ in range(10)]
+    pid = kill("notification", signal.SIGKILL)
+    wait_gone(pid, 5)
+    answers = [call("PUT", f"{NGINX}/order/{o}/pay", cookie=cookie) for o in orders]
+    check(all(a.status == 200 and a.json()["status"] == "Processing" for a in answers),
+          "all 10 pays succeed while notification is down")
+    pending = sum(a.json()["notification"]["status"] == "PENDING" for a in answers)
+    check(pending == 10, f"their answers say the message is PENDING ({pending} of 10)")
+    time.sleep(2)
+    back = time.monotonic()
+    start("notification")
+    ids = ",".join(map(str, orders))
+    delivered, waited = 0, 0.0
+    while time.monotonic() - back < 60:
+        delivered = int(sql("notification", f"select count(*) from notifications where order_id in ({ids})")[0][0])
+        if delivered >= 10:
+            waited = time.monotonic() - back
+            break
+        time.sleep(0.2)
+    time.sleep(3)  # a few more relay rounds: nothing may arrive twice
+    per_order = sql("notification", f"select order_id, count(*), min(message) from notifications where order_id in ({ids}) group by order_id")
+    say(f"notification down 2 s; {delivered} of 10 messages delivered {waited:.1f} s after it returned")
+    check(len(per_order) == 10 and all(n == "1" for _, n, _ in per_order), "every message delivered exactly once")
+    check(all(m == f"order #{o} Processing" for o, _, m in per_order), "each is the order's Processing message")
+    listed = call("GET", f"{NGINX}/notification", cookie=cookie).json()
+    check(len(listed) == 10, f"the user lists 10 messages ({len(listed)})")
+
+
+def postgres_restarted():
+    say("\n== PostgreSQL stopped, then started again ==")
+    cookie = user("pg")
+    pids = {s: pid_of(s) for s in CLUSTER["services"]}
+    pg_ctl("-m", "fast", "-w", "stop")
+    stopped = time.monotonic()
+
+    def outage_seen(service):
+        while time.monotonic() - stopped < 20:
+            asked = time.monotonic()
+            if ready(service) == 503:
+                return time.monotonic() - stopped, time.monotonic() - asked
+            time.sleep(0.05)
+        return None
+
+    with ThreadPoolExecutor(4) as pool:
+        seen = dict(zip(CLUSTER["services"], pool.map(outage_seen, CLUSTER["services"])))
+    say("/ready answered 503 (seconds after the stop, answer time): "
+        + ", ".join(f"{s} {t[0]:.2f} s, {t[1]:.2f} s" for s, t in seen.items() if t))
+    check(all(seen.values()), "every service's /ready reports the outage")
+    check(all(t and t[1] < 2 for t in seen.values()), "quickly: each 503 within the probes' 2 s timeout")
+    during = call("GET", f"{NGINX}/billing/current", cookie=cookie, timeout=30)
+    say(f"a protected request during the outage: {during.status} in {during.seconds:.2f} s")
+    check(500 <= during.status < 600 and during.seconds < 7, "requests fail with a 5xx within the pool timeout (5 s)")
+    time.sleep(1)
+    pg_ctl("-l", f"{PG['dir']}/server.log", "-w", "-t", "30", "-o", PG["options"], "start")
+    started = time.monotonic()
+    back = {s: wait_ready(s, 30) for s in CLUSTER["services"]}
+    say(f"PostgreSQL down {started - stopped:.1f} s; ready again after: "
+        + ", ".join(f"{s} {t:.2f} s" for s, t in back.items()))
+    check(all(pid_of(s) == pid and alive(pid) for s, pid in pids.items()), "no service was restarted")
+    deposit(cookie, 50)
+    paid = call("PUT", f"{NGINX}/order/{new_order(cookie, 20)}/pay", cookie=cookie).json()
+    check(paid["status"] == "Processing" and paid["billing"]["balance"] == 30,
+          "the same session deposits, orders and pays afterwards")
+
+
+def auth_down():
+    say("\n== auth down ==")
+    cookie = user("authdown")
+    pid = kill("auth", signal.SIGKILL)
+    wait_gone(pid, 5)
+    answers = [call("GET", f"{NGINX}/order", cookie=cookie, timeout=30) for _ in range(20)]
+    statuses = sorted({a.status for a in answers})
+    slowest = max(a.seconds for a in answers)
+    say(f"20 protected requests with auth down: statuses {statuses}, slowest {slowest * 1000:.0f} ms")
+    check(all(a.status >= 500 for a in answers), "protected requests fail with a 5xx, none gets through")
+    check(slowest < 1, "and fail fast (under 1 s), nothing hangs")
+    login = call("POST", f"{NGINX}/login", {"login": "x", "password": "y"}, timeout=30)
+    say(f"POST /login with auth down: {login.status} in {login.seconds * 1000:.0f} ms")
+    check(login.status >= 500 and login.seconds < 1, "public auth routes fail fast too")
+    start("auth")
+    again = call("GET", f"{NGINX}/order", cookie=cookie)
+    check(again.status == 200, "after auth restarts, the same session works (sessions are in the database)")
+
+
+def sigterm_under_load():
+    say("\n== SIGTERM under load (auth: POST /login, bcrypt cost 12) ==")
+    grace = 20  # SHUTDOWN_TIMEOUT in k8s/auth.yaml
+    login = f"load_{uuid.uuid4().hex[:10]}"
+    assert call("POST", f"{NGINX}/register",
+                {"login": login, "password": "load-password", "email": f"{login}@example.com"}).status == 200
+    url = f"{CLUSTER['services']['auth']['url']}/login"
+    outcome = {"ok before SIGTERM": 0, "ok after SIGTERM": 0, "failed": 0, "refused after SIGTERM": 0}
+    failures = []
+    sigterm_at = [None]
+    in_flight = [0]
+    lock = threading.Lock()
+    stop = threading.Event()
+
+    def client():
+        while not stop.is_set():
+            sent = time.monotonic()
+            try:
+                res = call("POST", url, {"login": login, "password": "load-password"}, timeout=30)
+                if res.status != 200:
+                    kind = "failed"
+                    failures.append(f"{res.status} {res.body[:100]!r}")
+                else:
+                    kind = "ok after SIGTERM" if sigterm_at[0] else "ok before SIGTERM"
+                    if sigterm_at[0] and sent < sigterm_at[0]:
+                        in_flight[0] += 1
+            except ConnectionRefusedError:
+                kind = "refused after SIGTERM" if sigterm_at[0] else "failed"
+            except (OSError, http.client.HTTPException) as e:
+                # no answer: fine only for a connection the stopped listener never accepted
+                if sigterm_at[0] and sent >= sigterm_at[0]:
+                    kind = "refused after SIGTERM"
+                else:
+                    kind = "failed"
+                    failures.append(f"{type(e).__name__}: {e} (sent {sent - (sigterm_at[0] or sent):+.3f} s from SIGTERM)")
+            with lock:
+                outcome[kind] += 1
+            if kind == "refused after SIGTERM":
+                time.sleep(0.05)
+
+    threads = [threading.Thread(target=client) for _ in range(12)]
+    for t in threads:
+        t.start()
+    time.sleep(2)
+    pid = pid_of("auth")
+    sigterm_at[0] = time.monotonic()
+    os.kill(pid, signal.SIGTERM)
+    exited = wait_gone(pid, grace + 5)
+    stop.set()
+    for t in threads:
+        t.join()
+    say("12 clients logging in for 2 s, then SIGTERM: " + ", ".join(f"{k} {v}" for k, v in outcome.items()))
+    say(f"{in_flight[0]} requests were in flight at SIGTERM and were answered 200")
+    say(f"auth exited {exited:.2f} s after SIGTERM (grace {grace} s)" if exited is not None
+        else f"auth had not exited {grace + 5} s after SIGTERM")
+    for f in failures[:5]:
+        say(f"     {f}")
+    check(outcome["failed"] == 0, "zero accepted requests failed")
+    check(in_flight[0] > 0, "requests were in flight when SIGTERM came")
+    check(exited is not None and exited <= grace, "the process exited within the grace period")
+    start("auth")
+
+
+def main():
+    scenarios = [billing_killed_during_pays, notification_down_during_pays, postgres_restarted,
+                 auth_down, sigterm_under_load]
+    for scenario in scenarios:
+        try:
+            scenario()
+        except Exception as e:  # a scenario that cannot finish is a failure, not a crash
+            check(False, f"{scenario.__name__} could not finish: {type(e).__name__}: {e}")
+    say(f"\nfault checks: {len(PASSED)} passed, {len(FAILURES)} failed")
+    sys.exit(1 if FAILURES else 0)
+
+
+if __name__ == "__main__":
+    main()
