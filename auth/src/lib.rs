@@ -49,6 +49,7 @@ pub fn start(settings: Settings) -> anyhow::Result<Running> {
             billing: billing_client::BillingClient::new(
                 http::client(&settings.client, settings.server.internal_token.as_ref())?,
                 &settings.billing_url,
+                settings.client.retry_policy(),
             ),
         });
         let sessions = routes::SessionConfig {

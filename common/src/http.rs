@@ -29,9 +29,12 @@ use crate::{
 /// The access log line: client, request line, status, bytes, duration, request id.
 pub const ACCESS_LOG_FORMAT: &str = r#"%a "%r" %s %b %Dms req=%{x-request-id}o"#;
 
-/// The configured body limit, for error messages.
+/// How request bodies are read: at most `limit` bytes, within `timeout`.
 #[derive(Debug, Clone, Copy)]
-pub struct BodyLimit(pub usize);
+pub struct BodyConfig {
+    pub limit: usize,
+    pub timeout: std::time::Duration,
+}
 
 /// A started service: its port, and a future that ends when the server stops.
 pub struct Running {
@@ -111,7 +114,8 @@ pub fn bind(name: &str, settings: &ServerSettings) -> anyhow::Result<TcpListener
 /// Starts a service's HTTP server on `listener`.
 ///
 /// `configure` registers the service's own routes and data; this adds, for every service:
-/// access log → request id → problem+json for bare errors (outermost first), the body limit,
+/// access log → request id → problem+json for bare errors (outermost first), the body limit
+/// and the slow-client timeout (`client_timeout` for the head, then for the body),
 /// 400 problem+json for bad path and query parameters, the pool as `web::Data<Pool>`, and
 /// `GET /health` and `GET /ready`. SIGTERM/SIGINT stop it gracefully: in-flight requests get
 /// `shutdown_timeout` to finish.
@@ -125,7 +129,10 @@ pub fn serve<F>(
 where
     F: Fn(&mut web::ServiceConfig) + Send + Clone + 'static,
 {
-    let body_limit = settings.body_limit;
+    let body = BodyConfig {
+        limit: settings.body_limit,
+        timeout: settings.client_timeout,
+    };
     let pool = web::Data::new(pool);
     let internal = web::Data::new(InternalToken(settings.internal_token.clone()));
     if settings.internal_token.is_none() {
@@ -144,8 +151,8 @@ where
                     .log_target(name)
                     .exclude("/health"),
             )
-            .app_data(web::PayloadConfig::new(body_limit))
-            .app_data(BodyLimit(body_limit))
+            .app_data(web::PayloadConfig::new(body.limit))
+            .app_data(body)
             .app_data(web::PathConfig::default().error_handler(path_error))
             .app_data(web::QueryConfig::default().error_handler(query_error))
             .app_data(pool.clone())
@@ -155,6 +162,7 @@ where
             .configure(configure.clone())
     })
     .listen(listener)?
+    .client_request_timeout(settings.client_timeout)
     .shutdown_timeout(settings.shutdown_timeout.as_secs());
     if let Some(workers) = settings.workers {
         server = server.workers(workers);
@@ -269,6 +277,34 @@ pub fn client(
         .user_agent(concat!("shop/", env!("CARGO_PKG_VERSION")))
         .build()
         .map_err(|e| anyhow::anyhow!("cannot build the HTTP client: {e}"))
+}
+
+/// A call to another service that got no usable answer: why, and whether it used its whole
+/// time budget (`HTTP_TIMEOUT`). Only a call that failed fast is worth retrying at once.
+#[derive(Debug, thiserror::Error)]
+#[error("{cause}")]
+pub struct CallFailure {
+    pub cause: String,
+    pub timed_out: bool,
+}
+
+impl CallFailure {
+    pub fn new(cause: impl Into<String>) -> Self {
+        Self {
+            cause: cause.into(),
+            timed_out: false,
+        }
+    }
+}
+
+impl From<reqwest::Error> for CallFailure {
+    /// The error with its causes ("connection refused", "operation timed out").
+    fn from(error: reqwest::Error) -> Self {
+        Self {
+            cause: problem::chain(&error),
+            timed_out: error.is_timeout(),
+        }
+    }
 }
 
 /// `?limit=N` of a list endpoint: 1 to [`Limit::MAX`], [`Limit::DEFAULT`] when absent. A

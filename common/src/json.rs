@@ -37,7 +37,8 @@ impl<T: DeserializeOwned + 'static> FromRequest for Json<T> {
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .is_none_or(is_json_content_type);
-        let limit = req.app_data::<crate::http::BodyLimit>().map(|l| l.0);
+        let config = req.app_data::<crate::http::BodyConfig>().copied();
+        let timeout = config.map_or(std::time::Duration::from_secs(5), |c| c.timeout);
         let bytes = web::Bytes::from_request(req, payload);
         Box::pin(async move {
             if !content_type_ok {
@@ -46,9 +47,17 @@ impl<T: DeserializeOwned + 'static> FromRequest for Json<T> {
                     "expected Content-Type: application/json",
                 ));
             }
-            let bytes = bytes.await.map_err(|e| {
+            let bytes = tokio::time::timeout(timeout, bytes).await.map_err(|_| {
+                Problem::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    format!("request body not received within {timeout:?}"),
+                )
+            })?;
+            let bytes = bytes.map_err(|e| {
                 if e.as_response_error().status_code() == StatusCode::PAYLOAD_TOO_LARGE {
-                    let limit = limit.map(|l| format!(" of {l} bytes")).unwrap_or_default();
+                    let limit = config
+                        .map(|c| format!(" of {} bytes", c.limit))
+                        .unwrap_or_default();
                     Problem::new(
                         StatusCode::PAYLOAD_TOO_LARGE,
                         format!("request body exceeds the limit{limit}"),

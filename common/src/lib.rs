@@ -15,6 +15,7 @@
 //! | [`request_id`] | `X-Request-Id` on every response, log line and downstream call |
 //! | [`openapi`] | the shared parts of the OpenAPI description (money, problems, the session) |
 //! | [`http`] | the server skeleton (middleware, health routes) and the outgoing HTTP client |
+//! | [`retry`] | bounded retries with exponential backoff and jitter |
 //! | [`telemetry`] | logging set-up |
 //! | [`cli`] | the `serve` / `migrate` command line every binary shares |
 //!
@@ -32,6 +33,7 @@ pub mod money;
 pub mod openapi;
 pub mod problem;
 pub mod request_id;
+pub mod retry;
 pub mod settings;
 pub mod telemetry;
 #[cfg(feature = "test-util")]

@@ -88,6 +88,10 @@ pub struct ServerSettings {
     pub shutdown_timeout: Duration,
     /// `BODY_LIMIT`: largest accepted request body, in bytes.
     pub body_limit: usize,
+    /// `CLIENT_TIMEOUT`: how long a client may take to send a request's head, and then its
+    /// body; a slower one gets 408 and is disconnected, so slow clients cannot hold workers.
+    #[serde(with = "duration")]
+    pub client_timeout: Duration,
     /// `INTERNAL_TOKEN`: the service credential. `/internal/*` refuses calls that do not carry
     /// it in `X-Internal-Token`, and calls to other services send it. The same value for every
     /// service (a Kubernetes Secret). Unset: `/internal/*` is open — local development only.
@@ -103,6 +107,7 @@ impl ServerSettings {
             workers: None,
             shutdown_timeout: Duration::from_secs(20),
             body_limit: 64 * 1024,
+            client_timeout: Duration::from_secs(5),
             internal_token: None,
         }
     }
@@ -141,6 +146,26 @@ pub struct ClientSettings {
     /// `HTTP_TIMEOUT`: total timeout of one call to another service.
     #[serde(with = "duration")]
     pub http_timeout: Duration,
+    /// `HTTP_RETRIES`: further tries of a call that failed fast (refused, reset, 5xx) and is
+    /// safe to repeat. A timed-out call is not retried: it has used its whole budget.
+    pub http_retries: u32,
+    /// `HTTP_RETRY_BACKOFF`: the wait before the first retry; it doubles for each next one
+    /// (capped at 1s), ±20 % jitter.
+    #[serde(with = "duration")]
+    pub http_retry_backoff: Duration,
+}
+
+impl ClientSettings {
+    /// The retry policy of calls that are safe to repeat.
+    pub fn retry_policy(&self) -> crate::retry::RetryPolicy {
+        crate::retry::RetryPolicy {
+            attempts: self.http_retries.saturating_add(1),
+            backoff: crate::retry::Backoff {
+                base: self.http_retry_backoff,
+                max: Duration::from_secs(1).max(self.http_retry_backoff),
+            },
+        }
+    }
 }
 
 impl Default for ClientSettings {
@@ -148,6 +173,8 @@ impl Default for ClientSettings {
         Self {
             http_connect_timeout: Duration::from_secs(1),
             http_timeout: Duration::from_secs(5),
+            http_retries: 2,
+            http_retry_backoff: Duration::from_millis(100),
         }
     }
 }

@@ -1,8 +1,13 @@
 //! Order's typed clients of billing and notification. Each call carries the user's identity
 //! and the request id, goes only to an internal endpoint, and is bounded by the client's
-//! connect and total timeouts.
+//! connect and total timeouts; payments are also retried when they fail fast.
 
-use common::{Identity, Money, http::PropagateRequestId, identity};
+use common::{
+    Identity, Money,
+    http::{CallFailure, PropagateRequestId},
+    identity,
+    retry::RetryPolicy,
+};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -31,10 +36,14 @@ impl PaymentAnswer {
 /// Why billing gave no answer to act on.
 #[derive(Debug, thiserror::Error)]
 pub enum BillingError {
-    /// Unreachable, timed out or 5xx: nothing is known to have happened; retrying is safe
+    /// Unreachable, reset or 5xx: nothing is known to have happened; retrying is safe
     /// because billing charges an order at most once.
     #[error("billing unavailable: {0}")]
     Unavailable(String),
+    /// No answer within `HTTP_TIMEOUT`: as unknown as [`Self::Unavailable`], but the call
+    /// used its whole budget, so it is not retried here.
+    #[error("billing did not answer in time: {0}")]
+    TimedOut(String),
     /// Billing refused the request itself (4xx): a bug or a data conflict, not retryable.
     #[error("billing refused the payment: {0}")]
     Refused(String),
@@ -44,18 +53,37 @@ pub enum BillingError {
 pub struct BillingClient {
     http: reqwest::Client,
     payments_url: String,
+    retry: RetryPolicy,
 }
 
 impl BillingClient {
-    pub fn new(http: reqwest::Client, billing_url: &str) -> Self {
+    pub fn new(http: reqwest::Client, billing_url: &str, retry: RetryPolicy) -> Self {
         Self {
             http,
             payments_url: format!("{}/internal/payments", billing_url.trim_end_matches('/')),
+            retry,
         }
     }
 
     /// Charges `amount` for `order_id` to the caller (once per order, whatever the retries).
+    /// A call that failed fast is retried by the client's [`RetryPolicy`]: billing keys the
+    /// charge by the order, so a repeat after an unknown outcome answers the first charge.
     pub async fn pay(
+        &self,
+        who: &Identity,
+        order_id: i64,
+        amount: Money,
+    ) -> Result<PaymentAnswer, BillingError> {
+        self.retry
+            .run(
+                &format!("payment of order {order_id}"),
+                || self.pay_once(who, order_id, amount),
+                |e| matches!(e, BillingError::Unavailable(_)),
+            )
+            .await
+    }
+
+    async fn pay_once(
         &self,
         who: &Identity,
         order_id: i64,
@@ -69,7 +97,7 @@ impl BillingClient {
             .json(&json!({ "order_id": order_id, "user_id": who.user_id, "amount": amount }))
             .send()
             .await
-            .map_err(|e| BillingError::Unavailable(describe(&e)))?;
+            .map_err(|e| BillingError::from(CallFailure::from(e)))?;
         let status = res.status();
         if status.is_server_error() {
             return Err(BillingError::Unavailable(format!(
@@ -82,7 +110,7 @@ impl BillingClient {
         }
         res.json::<PaymentAnswer>()
             .await
-            .map_err(|e| BillingError::Unavailable(format!("unreadable answer: {e}")))
+            .map_err(|e| BillingError::from(CallFailure::from(e)))
     }
 }
 
@@ -123,7 +151,7 @@ impl NotificationClient {
             }))
             .send()
             .await
-            .map_err(|e| describe(&e))?;
+            .map_err(|e| CallFailure::from(e).cause)?;
         match res.status() {
             s if s.is_success() => Ok(()),
             s => Err(format!(
@@ -134,7 +162,11 @@ impl NotificationClient {
     }
 }
 
-/// A reqwest error with its causes ("connection refused", "operation timed out").
-fn describe(error: &reqwest::Error) -> String {
-    common::problem::chain(error)
+impl From<CallFailure> for BillingError {
+    fn from(failure: CallFailure) -> Self {
+        match failure.timed_out {
+            true => Self::TimedOut(failure.cause),
+            false => Self::Unavailable(failure.cause),
+        }
+    }
 }

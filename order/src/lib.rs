@@ -51,7 +51,11 @@ pub fn start(settings: Settings) -> anyhow::Result<Running> {
         let notification =
             clients::NotificationClient::new(client.clone(), &settings.notification_url);
         let state = web::Data::new(routes::OrderState {
-            billing: clients::BillingClient::new(client, &settings.billing_url),
+            billing: clients::BillingClient::new(
+                client,
+                &settings.billing_url,
+                settings.client.retry_policy(),
+            ),
             notification: notification.clone(),
             retry,
         });

@@ -9,7 +9,6 @@
 use std::time::Duration;
 
 use common::db::{self, DbError, Pool};
-use rand::Rng;
 
 use crate::{
     clients::NotificationClient,
@@ -27,10 +26,11 @@ pub struct RetryPolicy {
 /// When to try again after `attempts` failures: 1 s, 2 s, 4 s … capped at `max`, ±20 %
 /// jitter so many stuck messages do not retry in lockstep.
 pub fn backoff(attempts: i32, max: Duration) -> Duration {
-    let exp = 2u32.saturating_pow(u32::try_from(attempts.clamp(0, 20)).unwrap_or(20));
-    let base = Duration::from_secs(1).saturating_mul(exp).min(max);
-    let jitter = rand::rng().random_range(0.8..=1.2);
-    base.mul_f64(jitter)
+    let backoff = common::retry::Backoff {
+        base: Duration::from_secs(1),
+        max,
+    };
+    backoff.delay(u32::try_from(attempts.saturating_add(1)).unwrap_or(1))
 }
 
 /// Sends one message and records the result; true if it landed.

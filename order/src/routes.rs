@@ -280,7 +280,9 @@ async fn pay(
         .pay(&identity, order.id, order.amount())
         .await
         .map_err(|e| match e {
-            BillingError::Unavailable(cause) => OrderError::BillingUnavailable(cause),
+            BillingError::Unavailable(cause) | BillingError::TimedOut(cause) => {
+                OrderError::BillingUnavailable(cause)
+            }
             BillingError::Refused(cause) => OrderError::BillingRefused(cause),
         })?;
     let to = if answer.is_paid() {

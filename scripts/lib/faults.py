@@ -239,6 +239,10 @@ def billing_killed_during_pays():
     check(consistent == [("0",)], "every balance equals the sum of its ledger")
     check(all(answers[int(o)]["status"] == status[o] for o in status), "every pay's answer matches the order's final status")
     check(retried[0] > 0, "the kill landed during the stream (some pays had to be retried)")
+    with open(f"{WORK}/order.log", errors="replace") as log:
+        own = sum("failed (attempt" in line and "payment of order" in line for line in log)
+    say(f"order itself retried {own} billing calls that failed fast (HTTP_RETRIES, backoff with jitter)")
+    check(own > 0, "order retried failed billing calls itself, with backoff")
 
 
 def notification_down_during_pays():

@@ -196,6 +196,9 @@ pub fn start(settings: &StackSettings) -> anyhow::Result<Stack> {
     let timeouts = common::settings::ClientSettings {
         http_connect_timeout: std::time::Duration::from_secs(1),
         http_timeout: std::time::Duration::from_secs(30),
+        // a proxy does not repeat requests: the client decides whether that is safe
+        http_retries: 0,
+        http_retry_backoff: std::time::Duration::ZERO,
     };
     let http = common::http::client(&timeouts, None)?;
     let gateway = gateway::serve(listener, upstreams, http)?;

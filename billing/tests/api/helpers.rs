@@ -16,15 +16,21 @@ pub async fn spawn_app() -> TestApp {
 
 /// Starts billing on an existing database (to test a restart).
 pub async fn spawn_app_on(database_url: String) -> TestApp {
+    spawn_app_with(database_url, &[]).await
+}
+
+/// Starts billing on `database_url` with extra settings.
+pub async fn spawn_app_with(database_url: String, extra: &[(&str, &str)]) -> TestApp {
     common::telemetry::init_for_tests();
-    let settings: billing::Settings = common::settings::load_from([
+    let mut vars = vec![
         ("PORT", "0"),
         ("WORKERS", "2"),
         ("DB_POOL_SIZE", "8"),
         ("INTERNAL_TOKEN", common::testing::INTERNAL_TOKEN),
         ("DATABASE_URL", database_url.as_str()),
-    ])
-    .expect("test settings");
+    ];
+    vars.extend_from_slice(extra);
+    let settings: billing::Settings = common::settings::load_from(vars).expect("test settings");
     let running = billing::start(settings).expect("billing starts");
     let address = format!("http://127.0.0.1:{}", running.port);
     let handle = running.handle();

@@ -4,4 +4,5 @@
 mod changes;
 mod concurrency;
 mod helpers;
+mod limits;
 mod payments;

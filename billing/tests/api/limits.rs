@@ -1,0 +1,73 @@
+//! Slow clients cannot hold a worker: the request head and then the body must each arrive
+//! within `CLIENT_TIMEOUT`.
+
+use std::{
+    io::{Read, Write},
+    net::TcpStream,
+    time::{Duration, Instant},
+};
+
+use common::testing::fresh_database_url;
+
+use crate::helpers::spawn_app_with;
+
+/// Sends `sent`, then waits for the server's answer, up to 10 s: what it answered, and when.
+async fn send_and_stall(address: &str, sent: &'static [u8]) -> (String, Duration) {
+    let addr = address.trim_start_matches("http://").to_string();
+    tokio::task::spawn_blocking(move || {
+        let mut stream = TcpStream::connect(addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let started = Instant::now();
+        stream.write_all(sent).unwrap();
+        let mut answer = Vec::new();
+        // the server answers, then closes the connection; a read error ends it too
+        let _ = stream.read_to_end(&mut answer);
+        (
+            String::from_utf8_lossy(&answer).into_owned(),
+            started.elapsed(),
+        )
+    })
+    .await
+    .unwrap()
+}
+
+#[actix_web::test]
+async fn a_request_head_that_never_ends_is_a_408() {
+    let app = spawn_app_with(
+        fresh_database_url("billing"),
+        &[("CLIENT_TIMEOUT", "300ms")],
+    )
+    .await;
+    let (answer, took) = send_and_stall(
+        &app.address,
+        b"POST /billing/change HTTP/1.1\r\nHost: x\r\n",
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer:?}");
+    assert!(took < Duration::from_secs(5), "closed after {took:?}");
+}
+
+#[actix_web::test]
+async fn a_body_that_never_ends_is_a_408_problem_and_changes_nothing() {
+    let app = spawn_app_with(
+        fresh_database_url("billing"),
+        &[("CLIENT_TIMEOUT", "300ms")],
+    )
+    .await;
+    let (answer, took) = send_and_stall(
+        &app.address,
+        b"POST /billing/change HTTP/1.1\r\nHost: x\r\nX-UserId: 1\r\n\
+          Content-Type: application/json\r\nContent-Length: 40\r\n\r\n{\"amount\": ",
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer:?}");
+    assert!(answer.contains("application/problem+json"), "{answer:?}");
+    assert!(
+        answer.contains("request body not received within 300ms"),
+        "{answer:?}"
+    );
+    assert!(took < Duration::from_secs(5), "answered after {took:?}");
+    assert!(app.history(1).await.is_empty());
+}
