@@ -55,7 +55,13 @@ def main(skaffold_path, rendered_path, schema_dir):
     for image in sorted(built_in_manifests - artifact_images):
         errors.append(f"manifests use image {image!r} that no artifact builds")
 
-    for path in config.get("manifests", {}).get("kustomize", {}).get("paths", []):
+    kustomize_paths = list(config.get("manifests", {}).get("kustomize", {}).get("paths", []))
+    for profile in config.get("profiles", []):
+        for patch in profile.get("patches", []):
+            if patch.get("path", "").startswith("/manifests/kustomize/paths"):
+                value = patch.get("value", [])
+                kustomize_paths += value if isinstance(value, list) else [value]
+    for path in kustomize_paths:
         if not os.path.isfile(os.path.join(root, path, "kustomization.yaml")):
             errors.append(f"kustomize path {path} has no kustomization.yaml")
 
