@@ -1,6 +1,10 @@
 use serde_json::{Value, json};
 
-use crate::helpers::{PASSWORD, assert_problem, session_cookie, set_cookie, spawn_app};
+use common::testing::fresh_database_url;
+
+use crate::helpers::{
+    PASSWORD, assert_problem, session_cookie, set_cookie, spawn_app, spawn_auth, spawn_billing,
+};
 
 #[actix_web::test]
 async fn logging_in_answers_ok_and_sets_a_session_cookie() {
@@ -18,6 +22,25 @@ async fn logging_in_answers_ok_and_sets_a_session_cookie() {
     );
     let body: Value = res.json().await.unwrap();
     assert_eq!(body, json!({"status": "ok", "id": id, "login": login}));
+}
+
+#[actix_web::test]
+async fn with_session_cookie_secure_the_cookie_is_secure() {
+    // what k8s-tls sets behind an ingress that terminates TLS
+    let billing = spawn_billing().await;
+    let app = spawn_auth(
+        fresh_database_url("auth"),
+        &billing,
+        &[("SESSION_COOKIE_SECURE", "true")],
+    )
+    .await;
+    let (login, _) = app.register_user().await;
+    let res = app.login(&login, PASSWORD).await;
+    assert_eq!(res.status(), 200);
+    let cookie = set_cookie(res.headers()).expect("Set-Cookie: session_id");
+    for attribute in ["Secure", "HttpOnly", "SameSite=Lax", "Path=/"] {
+        assert!(cookie.contains(attribute), "{attribute}: {cookie}");
+    }
 }
 
 #[actix_web::test]
