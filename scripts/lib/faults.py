@@ -24,6 +24,7 @@ NGINX = CLUSTER["nginx"]
 PG = CLUSTER["postgres"]
 PASSED = []
 FAILURES = []
+SESSIONS = []   # every session id handed out: none may appear in a log
 
 
 def say(text):
@@ -73,7 +74,9 @@ def user(prefix):
     assert call("POST", f"{NGINX}/register", body).status == 200
     res = call("POST", f"{NGINX}/login", {"login": login, "password": "fault-password"})
     assert res.status == 200, res.body
-    return res.headers["Set-Cookie"].split(";")[0]
+    cookie = res.headers["Set-Cookie"].split(";")[0]
+    SESSIONS.append(cookie.split("=", 1)[1])
+    return cookie
 
 
 def deposit(cookie, amount):
@@ -396,9 +399,74 @@ def sigterm_under_load():
     start("auth")
 
 
+def login_reveals_no_login():
+    say("\n== login: an unknown login and a wrong password look the same, then 429 ==")
+    known = [user("timing") for _ in range(3)]
+    logins = [call("GET", f"{NGINX}/users/me", cookie=c).json()["login"] for c in known]
+    unknown, wrong = [], []
+    for i in range(12):   # interleaved; 4 failures per known login stays under the limit (5)
+        unknown.append(call("POST", f"{NGINX}/login",
+                            {"login": f"nobody_{uuid.uuid4().hex[:10]}", "password": "fault-password"}))
+        wrong.append(call("POST", f"{NGINX}/login",
+                          {"login": logins[i % 3], "password": "not-the-password"}))
+
+    def shape(a):
+        return a.status, a.headers.get("Content-Type"), {k: v for k, v in a.json().items() if k != "instance"}
+
+    def ms(answers, q):
+        times = sorted(a.seconds * 1000 for a in answers)
+        return times[int(q * (len(times) - 1))]
+
+    mu, mw = ms(unknown, 0.5), ms(wrong, 0.5)
+    say(f"12 unknown logins: median {mu:.0f} ms, p90 {ms(unknown, 0.9):.0f} ms; "
+        f"12 wrong passwords: median {mw:.0f} ms, p90 {ms(wrong, 0.9):.0f} ms; ratio {mu / mw:.2f}")
+    check(all(a.status == 401 for a in unknown + wrong), "every failed login is a 401")
+    check(len({json.dumps(shape(a)) for a in unknown + wrong}) == 1,
+          "unknown login and wrong password get the same status, type and body")
+    check(0.8 <= mu / mw <= 1.25, "and similar timing: medians within 20 % (bcrypt against a decoy hash)")
+
+    limited = {}
+    for name, login in (("known", logins[0]), ("unknown", f"nobody_{uuid.uuid4().hex[:10]}")):
+        answers = [call("POST", f"{NGINX}/login", {"login": login, "password": "not-the-password"})
+                   for _ in range(6 if name == "unknown" else 2)]
+        limited[name] = answers[-1]
+    say(f"after 5 failures: known login {limited['known'].status} "
+        f"(Retry-After {limited['known'].headers.get('Retry-After')} s), "
+        f"unknown login {limited['unknown'].status} (Retry-After {limited['unknown'].headers.get('Retry-After')} s)")
+    check(all(a.status == 429 and a.headers.get("Content-Type") == "application/problem+json"
+              and int(a.headers.get("Retry-After", "0")) > 0 for a in limited.values()),
+          "repeated failures for one login are a 429 problem+json with Retry-After, known or not")
+    right = call("POST", f"{NGINX}/login", {"login": logins[0], "password": "fault-password"})
+    check(right.status == 429, "while limited, even the right password is refused (no oracle)")
+
+
+def no_secret_in_logs():
+    say("\n== the logs of all of the above hold no password, session id or token ==")
+    secrets = {"fault-password": "a password", "not-the-password": "a password"}
+    secrets.update({sid: "a session id" for sid in SESSIONS})
+    for service in CLUSTER["services"]:
+        for line in open(f"{WORK}/{service}.env"):
+            name, _, value = line.rstrip("\n").partition("=")
+            if name in ("INTERNAL_TOKEN", "SESSION_KEY") or "PASSWORD" in name:
+                secrets[value] = name
+            elif name == "DATABASE_URL" and "@" in value:   # its password
+                secrets[value.split("//", 1)[1].split("@", 1)[0].split(":", 1)[1]] = "a database password"
+    logs = [f"{WORK}/{name}" for name in os.listdir(WORK) if name.endswith(".log")]
+    logs += [f"{WORK}/nginx/logs/{name}" for name in os.listdir(f"{WORK}/nginx/logs")]
+    lines, found = 0, set()
+    for path in logs:
+        with open(path, errors="replace") as f:
+            for line in f:
+                lines += 1
+                found.update(what for secret, what in secrets.items() if secret and secret in line)
+    say(f"{lines} log lines in {len(logs)} files searched for {len(secrets)} secrets "
+        f"({len(SESSIONS)} session ids, passwords, the service token, the session key)")
+    check(not found, f"none found{'' if not found else ': ' + ', '.join(sorted(found))}")
+
+
 def main():
     scenarios = [billing_killed_during_pays, notification_down_during_pays, postgres_restarted,
-                 auth_down, sigterm_under_load]
+                 auth_down, sigterm_under_load, login_reveals_no_login, no_secret_in_logs]
     for scenario in scenarios:
         try:
             scenario()
