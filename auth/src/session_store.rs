@@ -130,3 +130,33 @@ pub fn spawn_cleanup(pool: Pool, every: Duration) {
         }
     });
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use super::*;
+
+    #[test]
+    fn session_keys_carry_far_more_than_128_bits_of_randomness() {
+        // actix-session's keys: 64 characters drawn uniformly from 62 (a CSPRNG)
+        let keys: Vec<String> = (0..2000)
+            .map(|_| generate_session_key().as_ref().to_string())
+            .collect();
+        assert!(keys.iter().all(|k| k.len() == 64), "64 characters each");
+        assert!(
+            keys.iter()
+                .all(|k| k.bytes().all(|b| b.is_ascii_alphanumeric())),
+            "alphanumeric"
+        );
+        let alphabet: HashSet<u8> = keys.iter().flat_map(|k| k.bytes()).collect();
+        assert_eq!(alphabet.len(), 62, "every one of the 62 symbols is used");
+        let bits = 64.0 * (alphabet.len() as f64).log2();
+        assert!(bits >= 128.0, "{bits:.0} bits");
+        assert_eq!(keys.iter().collect::<HashSet<_>>().len(), keys.len());
+        // the database holds only a digest of the key, never the key itself
+        let key = generate_session_key();
+        assert_eq!(row_id(&key).len(), 64);
+        assert!(!row_id(&key).contains(key.as_ref()));
+    }
+}
