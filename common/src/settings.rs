@@ -124,6 +124,11 @@ pub struct DatabaseSettings {
     /// `DB_TIMEOUT`: how long a request waits for a pooled connection before it fails with 503.
     #[serde(with = "duration")]
     pub db_timeout: Duration,
+    /// `DB_STATEMENT_TIMEOUT`: PostgreSQL cancels a statement that runs longer (the request
+    /// then fails with a 5xx instead of holding a connection). SQLite's counterpart is its
+    /// fixed 10 s `busy_timeout`.
+    #[serde(with = "duration")]
+    pub db_statement_timeout: Duration,
 }
 
 impl DatabaseSettings {
@@ -133,6 +138,7 @@ impl DatabaseSettings {
             database_url: format!("data/{service}.db"),
             db_pool_size: 8,
             db_timeout: Duration::from_secs(5),
+            db_statement_timeout: Duration::from_secs(10),
         }
     }
 }

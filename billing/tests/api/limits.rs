@@ -71,3 +71,38 @@ async fn a_body_that_never_ends_is_a_408_problem_and_changes_nothing() {
     assert!(took < Duration::from_secs(5), "answered after {took:?}");
     assert!(app.history(1).await.is_empty());
 }
+
+#[test]
+fn a_statement_slower_than_db_statement_timeout_is_cancelled() {
+    use common::db::AnyConnection;
+    use diesel::{RunQueryDsl, connection::SimpleConnection};
+
+    let settings = common::settings::DatabaseSettings {
+        db_pool_size: 1,
+        db_statement_timeout: Duration::from_millis(200),
+        ..common::settings::DatabaseSettings {
+            database_url: fresh_database_url("billing"),
+            ..common::settings::DatabaseSettings::local("billing")
+        }
+    };
+    let pool = common::db::connect(&settings).unwrap();
+    let mut conn = pool.get().unwrap();
+    match &mut *conn {
+        AnyConnection::Postgresql(pg) => {
+            let started = Instant::now();
+            let err = diesel::sql_query("SELECT pg_sleep(5)")
+                .execute(pg)
+                .unwrap_err();
+            let took = started.elapsed();
+            assert!(err.to_string().contains("statement timeout"), "{err}");
+            assert!(took < Duration::from_secs(3), "cancelled after {took:?}");
+            // the connection stays usable
+            pg.batch_execute("SELECT 1").unwrap();
+        }
+        AnyConnection::Sqlite(_) => {
+            println!(
+                "sqlite: no statement timeout (PostgreSQL only); busy_timeout bounds lock waits"
+            );
+        }
+    }
+}
