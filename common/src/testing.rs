@@ -97,3 +97,13 @@ pub async fn assert_problem(res: reqwest::Response, status: u16) -> serde_json::
 
 /// The service credential every service under test shares.
 pub const INTERNAL_TOKEN: &str = "test-internal-token";
+
+/// How many different values `answers` holds (by their JSON text): what concurrent-duplicate
+/// tests print and assert to be 1.
+pub fn distinct(answers: &[serde_json::Value]) -> usize {
+    answers
+        .iter()
+        .map(|a| a.to_string())
+        .collect::<std::collections::HashSet<_>>()
+        .len()
+}

@@ -311,11 +311,7 @@ async fn twenty_concurrent_duplicates_of_a_deposit_deposit_once() {
     println!(
         "{}: 20 concurrent duplicate deposits → {} distinct answer(s), balance {}",
         common::testing::backend_name(),
-        answers
-            .iter()
-            .map(|a| a.to_string())
-            .collect::<std::collections::HashSet<_>>()
-            .len(),
+        common::testing::distinct(&answers),
         app.balance(1).await
     );
     assert!(

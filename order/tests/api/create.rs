@@ -122,11 +122,7 @@ async fn twenty_concurrent_creates_with_one_key_make_one_order() {
     println!(
         "{}: 20 concurrent duplicate creates → {} distinct answer(s), {} order(s)",
         common::testing::backend_name(),
-        answers
-            .iter()
-            .map(|a| a.to_string())
-            .collect::<std::collections::HashSet<_>>()
-            .len(),
+        common::testing::distinct(&answers),
         list.len()
     );
     assert!(
