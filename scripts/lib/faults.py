@@ -160,8 +160,9 @@ def as_pg_owner(cmd):
 
 
 def pg_ctl(*args):
+    # cwd /: the postgres user may not enter the caller's directory
     subprocess.run(as_pg_owner([f"{PG['bin']}/pg_ctl", "-D", f"{PG['dir']}/data", *args]),
-                   check=True, stdout=subprocess.DEVNULL)
+                   check=True, stdout=subprocess.DEVNULL, cwd="/")
 
 
 def sql(database, query):
