@@ -31,10 +31,10 @@ impl BillingClient {
             .run(
                 &format!("opening the account of user {user_id}"),
                 || self.open_account_once(user_id),
-                |e| !e.timed_out,
+                |e| e.retryable,
             )
             .await
-            .map_err(|e| anyhow::anyhow!(e.cause))
+            .map_err(|e| anyhow::anyhow!("billing: {e}"))
     }
 
     async fn open_account_once(&self, user_id: i64) -> Result<(), CallFailure> {
@@ -47,7 +47,7 @@ impl BillingClient {
             .await?;
         match res.status() {
             s if s.is_success() => Ok(()),
-            s => Err(CallFailure::new(format!("billing answered {s}"))),
+            s => Err(CallFailure::status(s)),
         }
     }
 }

@@ -279,20 +279,24 @@ pub fn client(
         .map_err(|e| anyhow::anyhow!("cannot build the HTTP client: {e}"))
 }
 
-/// A call to another service that got no usable answer: why, and whether it used its whole
-/// time budget (`HTTP_TIMEOUT`). Only a call that failed fast is worth retrying at once.
+/// A call to another service that got no usable answer: why, whether it used its whole time
+/// budget (`HTTP_TIMEOUT`), and whether trying again at once may help (it failed fast:
+/// refused, reset, 5xx — not a timeout, not a 4xx).
 #[derive(Debug, thiserror::Error)]
 #[error("{cause}")]
 pub struct CallFailure {
     pub cause: String,
     pub timed_out: bool,
+    pub retryable: bool,
 }
 
 impl CallFailure {
-    pub fn new(cause: impl Into<String>) -> Self {
+    /// The callee answered `status`, which is not a success.
+    pub fn status(status: reqwest::StatusCode) -> Self {
         Self {
-            cause: cause.into(),
+            cause: format!("answered {status}"),
             timed_out: false,
+            retryable: status.is_server_error(),
         }
     }
 }
@@ -303,6 +307,7 @@ impl From<reqwest::Error> for CallFailure {
         Self {
             cause: problem::chain(&error),
             timed_out: error.is_timeout(),
+            retryable: !error.is_timeout(),
         }
     }
 }
@@ -377,6 +382,23 @@ mod tests {
         assert!(!constant_time_eq(b"secret", b"secreT"));
         assert!(!constant_time_eq(b"secret", b"secret2"));
         assert!(!constant_time_eq(b"", b"secret"));
+    }
+
+    #[test]
+    fn only_server_errors_among_answers_are_worth_retrying() {
+        use reqwest::StatusCode as S;
+        for (status, retryable) in [
+            (S::SERVICE_UNAVAILABLE, true),
+            (S::BAD_GATEWAY, true),
+            (S::INTERNAL_SERVER_ERROR, true),
+            (S::UNAUTHORIZED, false),
+            (S::CONFLICT, false),
+            (S::UNPROCESSABLE_ENTITY, false),
+        ] {
+            let failure = CallFailure::status(status);
+            assert_eq!(failure.retryable, retryable, "{status}");
+            assert!(!failure.timed_out);
+        }
     }
 
     #[test]
