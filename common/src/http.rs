@@ -236,11 +236,11 @@ async fn health() -> HttpResponse {
     HttpResponse::Ok().json(json!({"status": "OK"}))
 }
 
-/// Readiness: the database answers.
 /// How long `/ready` waits for the database: well inside the probes' 2 s `timeoutSeconds`,
 /// so an outage is a quick 503, not a probe timeout.
 const READY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
 
+/// Readiness: the database answers within [`READY_TIMEOUT`].
 async fn ready(pool: web::Data<Pool>) -> HttpResponse {
     match db::check(&pool, READY_TIMEOUT).await {
         Ok(()) => HttpResponse::Ok().json(json!({"status": "OK", "database": "up"})),
