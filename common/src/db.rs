@@ -40,11 +40,63 @@ pub enum Backend {
 }
 
 impl Backend {
+    /// The backend of a URL that [`DatabaseUrl::parse`] accepts (tests pick their
+    /// expectations with it); use [`DatabaseUrl::parse`] to check a URL.
     pub fn of(url: &str) -> Self {
+        match DatabaseUrl::parse(url) {
+            Ok(DatabaseUrl::Postgres(_)) => Backend::Postgres,
+            _ => Backend::Sqlite,
+        }
+    }
+}
+
+/// What `DATABASE_URL` names, checked once at start. The rule:
+///
+/// - `postgres://…` or `postgresql://…`: PostgreSQL (libpq reads the rest);
+/// - `sqlite://PATH`: the SQLite file at `PATH` (relative to the working directory);
+/// - a plain path ending in `.db`, `.sqlite` or `.sqlite3` (`data/auth.db`): the same.
+///
+/// Anything else — another scheme (`mysql://`, `postgre://`), `sqlite:` without `//`, a
+/// bare word — is refused, so a typo stops the service instead of quietly creating a SQLite
+/// file named after it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DatabaseUrl {
+    Postgres(String),
+    Sqlite(String),
+}
+
+/// Extensions a plain `DATABASE_URL` path must end with.
+const SQLITE_EXTENSIONS: [&str; 3] = [".db", ".sqlite", ".sqlite3"];
+
+impl DatabaseUrl {
+    /// Parses `DATABASE_URL`; the error names the variable and the accepted forms.
+    pub fn parse(url: &str) -> anyhow::Result<Self> {
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            Backend::Postgres
-        } else {
-            Backend::Sqlite
+            return Ok(Self::Postgres(url.to_string()));
+        }
+        if let Some(path) = url.strip_prefix("sqlite://") {
+            anyhow::ensure!(
+                !path.is_empty(),
+                "invalid setting DATABASE_URL: sqlite:// needs a file path (sqlite://data/shop.db)"
+            );
+            return Ok(Self::Sqlite(path.to_string()));
+        }
+        // no scheme of any kind: `sqlite:x.db` is a misspelt `sqlite://x.db`
+        let plain_path = !url.contains("://") && !url.starts_with("sqlite:");
+        if plain_path && SQLITE_EXTENSIONS.iter().any(|ext| url.ends_with(ext)) {
+            return Ok(Self::Sqlite(url.to_string()));
+        }
+        anyhow::bail!(
+            "invalid setting DATABASE_URL: {:?} is not postgres://…, postgresql://…, \
+             sqlite://PATH, or a path to a .db, .sqlite or .sqlite3 file",
+            redacted_url(url)
+        )
+    }
+
+    pub fn backend(&self) -> Backend {
+        match self {
+            Self::Postgres(_) => Backend::Postgres,
+            Self::Sqlite(_) => Backend::Sqlite,
         }
     }
 }
@@ -59,13 +111,6 @@ pub fn redacted_url(url: &str) -> String {
         }
         _ => url.to_string(),
     }
-}
-
-/// A SQLite location as the SQLite driver wants it: `sqlite://data/x.db` → `data/x.db`.
-fn sqlite_path(url: &str) -> &str {
-    url.strip_prefix("sqlite://")
-        .or_else(|| url.strip_prefix("sqlite:"))
-        .unwrap_or(url)
 }
 
 /// The two embedded migration sets of one service, declared as a `const` by the service:
@@ -170,17 +215,15 @@ fn with_connect_timeout(url: &str, timeout: std::time::Duration) -> String {
 /// Opens the pool. Connects once first with the concrete driver so a wrong URL or password
 /// is reported with the driver's own message instead of a generic pool time-out.
 pub fn connect(settings: &DatabaseSettings) -> anyhow::Result<Pool> {
-    let url = settings.database_url.as_str();
-    let manager_url = match Backend::of(url) {
-        Backend::Postgres => {
-            let url = with_connect_timeout(url, settings.db_timeout);
+    let manager_url = match DatabaseUrl::parse(&settings.database_url)? {
+        DatabaseUrl::Postgres(url) => {
+            let url = with_connect_timeout(&url, settings.db_timeout);
             PgConnection::establish(&url)
                 .map_err(|e| anyhow::anyhow!("cannot connect to {}: {e}", redacted_url(&url)))?;
             url
         }
-        Backend::Sqlite => {
-            let path = sqlite_path(url);
-            if let Some(dir) = Path::new(path)
+        DatabaseUrl::Sqlite(path) => {
+            if let Some(dir) = Path::new(&path)
                 .parent()
                 .filter(|d| !d.as_os_str().is_empty())
             {
@@ -188,9 +231,9 @@ pub fn connect(settings: &DatabaseSettings) -> anyhow::Result<Pool> {
                     anyhow::anyhow!("cannot create directory {} for {path}: {e}", dir.display())
                 })?;
             }
-            SqliteConnection::establish(path)
+            SqliteConnection::establish(&path)
                 .map_err(|e| anyhow::anyhow!("cannot open SQLite database {path}: {e}"))?;
-            path.to_string()
+            path
         }
     };
     let pool = diesel::r2d2::Pool::builder()
@@ -313,13 +356,58 @@ mod tests {
     use super::*;
 
     #[test]
-    fn backend_follows_the_url_scheme() {
-        assert_eq!(Backend::of("postgres://u@h/db"), Backend::Postgres);
+    fn database_urls_follow_one_documented_rule() {
+        let pg = |u: &str| Some(DatabaseUrl::Postgres(u.to_string()));
+        let sqlite = |p: &str| Some(DatabaseUrl::Sqlite(p.to_string()));
+        for (url, expected) in [
+            ("postgres://u@h/db", pg("postgres://u@h/db")),
+            (
+                "postgresql://u:p@h:5432/db?sslmode=require",
+                pg("postgresql://u:p@h:5432/db?sslmode=require"),
+            ),
+            ("sqlite://data/auth.db", sqlite("data/auth.db")),
+            ("sqlite:///var/lib/shop/auth", sqlite("/var/lib/shop/auth")),
+            ("data/auth.db", sqlite("data/auth.db")),
+            ("/tmp/x/order.sqlite3", sqlite("/tmp/x/order.sqlite3")),
+            ("shop.sqlite", sqlite("shop.sqlite")),
+            // refused: each of these once created a SQLite file named after the typo
+            ("placeholder", None),
+            ("data/auth", None),
+            ("", None),
+            ("sqlite://", None),
+            ("sqlite:x.db", None),
+            ("postgre://u@h/db", None),
+            ("mysql://u@h/db.db", None),
+            ("https://example.com/x.db", None),
+        ] {
+            assert_eq!(DatabaseUrl::parse(url).ok(), expected, "{url:?}");
+        }
+        let err = DatabaseUrl::parse("mysql://u:s3cret@h/db")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("DATABASE_URL"), "{err}");
+        assert!(
+            !err.contains("s3cret"),
+            "the error must not show a password: {err}"
+        );
         assert_eq!(Backend::of("postgresql://u@h/db"), Backend::Postgres);
         assert_eq!(Backend::of("data/auth.db"), Backend::Sqlite);
-        assert_eq!(Backend::of("sqlite://data/auth.db"), Backend::Sqlite);
-        assert_eq!(sqlite_path("sqlite://data/auth.db"), "data/auth.db");
-        assert_eq!(sqlite_path("sqlite:x.db"), "x.db");
+    }
+
+    #[test]
+    fn a_service_refuses_an_unknown_database_url_before_touching_the_disk() {
+        let dir = std::env::temp_dir().join(format!("shop-db-url-{}", std::process::id()));
+        let url = dir.join("placeholder").to_string_lossy().into_owned();
+        let settings = DatabaseSettings {
+            database_url: url.clone(),
+            ..DatabaseSettings::local("unit")
+        };
+        let err = connect(&settings).err().expect("refused").to_string();
+        assert!(err.starts_with("invalid setting DATABASE_URL"), "{err}");
+        assert!(
+            !dir.exists(),
+            "neither a directory nor a file may be created"
+        );
     }
 
     #[test]
