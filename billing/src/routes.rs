@@ -211,9 +211,13 @@ fn insufficient_funds(balance: Money, wanted: Money) -> HttpResponse {
         id: None,
         amount: None,
         reason: None,
-        message: Some(format!("insufficient funds: balance {balance} < {wanted}")),
+        message: Some(insufficient_funds_message(balance, wanted)),
         balance,
     })
+}
+
+fn insufficient_funds_message(balance: Money, wanted: Money) -> String {
+    format!("insufficient funds: balance {balance} < {wanted}")
 }
 
 /// `GET /billing/current`
@@ -294,6 +298,55 @@ struct PaymentRequest {
     amount: Money,
 }
 
+/// The answer to `POST /internal/payments`, which order's `clients::PaymentAnswer` reads:
+/// the field names and the two `status` values are the contract between the two services.
+#[derive(Serialize)]
+struct PaymentAnswer {
+    status: PaymentStatus,
+    /// The balance after the charge, or now if declined.
+    balance: Money,
+    /// The order was charged by an earlier call; this one changed nothing.
+    replayed: bool,
+    /// Why it was declined (`Declined` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    message: Option<String>,
+}
+
+/// Billing's verdict on a payment, written as the public answers write theirs.
+#[derive(Serialize, Debug, Clone, Copy, PartialEq, Eq)]
+enum PaymentStatus {
+    /// Charged, by this call or an earlier one for the same order.
+    #[serde(rename = "OK")]
+    Charged,
+    /// Not charged: insufficient funds.
+    #[serde(rename = "ERROR")]
+    Declined,
+}
+
+impl PaymentAnswer {
+    /// What billing answers for `outcome` of a payment of `amount`; `None` for a conflict,
+    /// which is an error, not an answer.
+    fn of(outcome: &PaymentOutcome, amount: Money) -> Option<Self> {
+        let (status, balance, replayed, message) = match *outcome {
+            PaymentOutcome::Charged { balance } => (PaymentStatus::Charged, balance, false, None),
+            PaymentOutcome::Replayed { balance } => (PaymentStatus::Charged, balance, true, None),
+            PaymentOutcome::Declined { balance } => (
+                PaymentStatus::Declined,
+                balance,
+                false,
+                Some(insufficient_funds_message(balance, amount)),
+            ),
+            PaymentOutcome::Conflict => return None,
+        };
+        Some(Self {
+            status,
+            balance,
+            replayed,
+            message,
+        })
+    }
+}
+
 /// `POST /internal/payments`: charges an order at most once (see [`crate::db::pay`]).
 async fn pay(pool: web::Data<Pool>, Json(body): Json<PaymentRequest>) -> Result<HttpResponse> {
     let payment = Payment::parse(body.order_id, body.user_id, body.amount)?;
@@ -305,18 +358,39 @@ async fn pay(pool: web::Data<Pool>, Json(body): Json<PaymentRequest>) -> Result<
     match outcome {
         PaymentOutcome::Charged { balance } => {
             log::info!("order {order}: charged {amount} to user {user}, balance {balance}");
-            Ok(HttpResponse::Ok()
-                .json(json!({ "status": "OK", "balance": balance, "replayed": false })))
         }
-        PaymentOutcome::Replayed { balance } => {
+        PaymentOutcome::Replayed { .. } => {
             log::info!("order {order}: already paid, replaying the first outcome");
-            Ok(HttpResponse::Ok()
-                .json(json!({ "status": "OK", "balance": balance, "replayed": true })))
         }
         PaymentOutcome::Declined { balance } => {
             log::info!("order {order}: declined for user {user}, balance {balance} < {amount}");
-            Ok(insufficient_funds(balance, amount))
         }
-        PaymentOutcome::Conflict => Err(BillingError::PaymentConflict(order)),
+        PaymentOutcome::Conflict => {}
+    }
+    let answer = PaymentAnswer::of(&outcome, amount).ok_or(BillingError::PaymentConflict(order))?;
+    Ok(HttpResponse::Ok().json(answer))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payment_answers_carry_the_agreed_status_texts() {
+        let (amount, balance) = (Money::from_minor(3000), Money::from_minor(2000));
+        let json = |outcome| serde_json::to_value(PaymentAnswer::of(&outcome, amount)).unwrap();
+        assert_eq!(
+            json(PaymentOutcome::Charged { balance }),
+            json!({"status": "OK", "balance": 20, "replayed": false})
+        );
+        assert_eq!(json(PaymentOutcome::Replayed { balance })["replayed"], true);
+        assert_eq!(
+            json(PaymentOutcome::Declined { balance }),
+            json!({
+                "status": "ERROR", "balance": 20, "replayed": false,
+                "message": "insufficient funds: balance 20.00 < 30.00"
+            })
+        );
+        assert!(PaymentAnswer::of(&PaymentOutcome::Conflict, amount).is_none());
     }
 }

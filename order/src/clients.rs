@@ -1,11 +1,12 @@
-//! Order's typed clients of billing and notification. Each call carries the user's identity
-//! and the request id, goes only to an internal endpoint, and is bounded by the client's
-//! connect and total timeouts; payments are also retried when they fail fast.
+//! Order's typed clients of billing and notification. Each call carries the request id (and
+//! the service credential every client sends), goes only to an internal endpoint, and is
+//! bounded by the client's connect and total timeouts; payments are also retried when they
+//! fail fast. Who the user is travels in the body: internal endpoints read no identity
+//! headers.
 
 use common::{
-    Identity, Money,
+    Money,
     http::{CallFailure, PropagateRequestId},
-    identity,
     retry::RetryPolicy,
 };
 use serde::Deserialize;
@@ -13,23 +14,38 @@ use serde_json::json;
 
 use crate::db::OutboxRow;
 
+// The `status` of `POST /internal/payments`: billing writes it from its own enum, and any
+// other value is refused when the answer is read. Order's pay answer passes it on.
+/// Billing's verdict: `OK` charged (by this pay or an earlier one), `ERROR` declined.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, utoipa::ToSchema)]
+#[schema(as = PaymentStatus)]
+pub enum PaymentStatus {
+    /// Charged, by this call or an earlier one for the same order.
+    #[serde(rename = "OK")]
+    Charged,
+    /// Not charged: insufficient funds.
+    #[serde(rename = "ERROR")]
+    Declined,
+}
+
 /// Billing's answer to a payment.
 #[derive(Debug, Clone, Deserialize)]
 pub struct PaymentAnswer {
-    /// `OK` (charged now or before) or `ERROR` (declined).
-    pub status: String,
+    pub status: PaymentStatus,
     /// May pass what one request may move (the balance cap is far above it).
     #[serde(deserialize_with = "Money::deserialize_answer")]
     pub balance: Money,
+    /// Why billing declined (`Declined` only).
     #[serde(default)]
     pub message: Option<String>,
+    /// The order was charged by an earlier call; this one changed nothing.
     #[serde(default)]
     pub replayed: bool,
 }
 
 impl PaymentAnswer {
     pub fn is_paid(&self) -> bool {
-        self.status == "OK"
+        self.status == PaymentStatus::Charged
     }
 }
 
@@ -47,6 +63,10 @@ pub enum BillingError {
     /// Billing refused the request itself (4xx): a bug or a data conflict, not retryable.
     #[error("billing refused the payment: {0}")]
     Refused(String),
+    /// A 2xx answer that is not a payment answer (another `status`, a missing field): the two
+    /// services disagree on the contract. Not retried: the same call gets the same answer.
+    #[error("billing's answer is not a payment answer: {0}")]
+    BadAnswer(String),
 }
 
 #[derive(Clone)]
@@ -65,19 +85,19 @@ impl BillingClient {
         }
     }
 
-    /// Charges `amount` for `order_id` to the caller (once per order, whatever the retries).
+    /// Charges `amount` for `order_id` to `user_id` (once per order, whatever the retries).
     /// A call that failed fast is retried by the client's [`RetryPolicy`]: billing keys the
     /// charge by the order, so a repeat after an unknown outcome answers the first charge.
     pub async fn pay(
         &self,
-        who: &Identity,
+        user_id: i64,
         order_id: i64,
         amount: Money,
     ) -> Result<PaymentAnswer, BillingError> {
         self.retry
             .run(
                 &format!("payment of order {order_id}"),
-                || self.pay_once(who, order_id, amount),
+                || self.pay_once(user_id, order_id, amount),
                 |e| matches!(e, BillingError::Unavailable(_)),
             )
             .await
@@ -85,16 +105,15 @@ impl BillingClient {
 
     async fn pay_once(
         &self,
-        who: &Identity,
+        user_id: i64,
         order_id: i64,
         amount: Money,
     ) -> Result<PaymentAnswer, BillingError> {
-        let mut req = self.http.post(&self.payments_url).propagate_request_id();
-        for (name, value) in who.to_headers() {
-            req = req.header(name.as_str(), value.as_bytes());
-        }
-        let res = req
-            .json(&json!({ "order_id": order_id, "user_id": who.user_id, "amount": amount }))
+        let res = self
+            .http
+            .post(&self.payments_url)
+            .propagate_request_id()
+            .json(&json!({ "order_id": order_id, "user_id": user_id, "amount": amount }))
             .send()
             .await
             .map_err(|e| BillingError::from(CallFailure::from(e)))?;
@@ -108,10 +127,30 @@ impl BillingClient {
             let body = res.text().await.unwrap_or_default();
             return Err(BillingError::Refused(format!("{status}: {body}")));
         }
-        res.json::<PaymentAnswer>()
+        // a body cut short is as unknown as no answer; a whole body that does not parse is not
+        let body = res
+            .bytes()
             .await
-            .map_err(|e| BillingError::from(CallFailure::from(e)))
+            .map_err(|e| BillingError::from(CallFailure::from(e)))?;
+        serde_json::from_slice(&body).map_err(|e| {
+            BillingError::BadAnswer(format!("{e}: {}", String::from_utf8_lossy(&body)))
+        })
     }
+}
+
+/// Why a message did not land in notification.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    /// Refused, reset, timed out or 5xx: notification may be down; the outbox tries again.
+    #[error("notification unavailable: {0}")]
+    Unavailable(#[from] CallFailure),
+    /// Notification refused the message itself (4xx): trying again will not help, but the
+    /// outbox still retries (bounded by `OUTBOX_MAX_ATTEMPTS`) in case it is a rollout.
+    #[error("notification refused the message: {status}: {body}")]
+    Refused {
+        status: reqwest::StatusCode,
+        body: String,
+    },
 }
 
 #[derive(Clone)]
@@ -131,12 +170,8 @@ impl NotificationClient {
 
     /// Sends one outbox message. Notification stores it once per key, so sending again after
     /// an unknown outcome is safe.
-    pub async fn send(&self, message: &OutboxRow) -> Result<(), String> {
-        let mut req = self
-            .http
-            .post(&self.notifications_url)
-            .header(identity::USER_ID.as_str(), message.user_id)
-            .header(identity::EMAIL.as_str(), message.email.as_bytes());
+    pub async fn send(&self, message: &OutboxRow) -> Result<(), SendError> {
+        let mut req = self.http.post(&self.notifications_url);
         // the request id of the pay that queued it, also when a retry sends it much later
         if let Some(id) = &message.request_id {
             req = req.header(common::request_id::HEADER.as_str(), id.as_str());
@@ -151,13 +186,14 @@ impl NotificationClient {
             }))
             .send()
             .await
-            .map_err(|e| CallFailure::from(e).cause)?;
+            .map_err(CallFailure::from)?;
         match res.status() {
             s if s.is_success() => Ok(()),
-            s => Err(format!(
-                "notification answered {s}: {}",
-                res.text().await.unwrap_or_default()
-            )),
+            s if s.is_server_error() => Err(CallFailure::status(s).into()),
+            status => Err(SendError::Refused {
+                status,
+                body: res.text().await.unwrap_or_default(),
+            }),
         }
     }
 }
@@ -167,6 +203,33 @@ impl From<CallFailure> for BillingError {
         match failure.timed_out {
             true => Self::TimedOut(failure.cause),
             false => Self::Unavailable(failure.cause),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payment_answers_are_read_strictly() {
+        let paid: PaymentAnswer =
+            serde_json::from_str(r#"{"status":"OK","balance":20.5,"replayed":true}"#).unwrap();
+        assert_eq!(paid.status, PaymentStatus::Charged);
+        assert!(paid.is_paid() && paid.replayed);
+        assert_eq!(paid.balance, Money::from_minor(2050));
+        let declined: PaymentAnswer = serde_json::from_str(
+            r#"{"status":"ERROR","balance":1,"message":"insufficient funds"}"#,
+        )
+        .unwrap();
+        assert_eq!(declined.status, PaymentStatus::Declined);
+        assert!(!declined.is_paid() && !declined.replayed);
+        for unknown in ["ok", "PAID", "", "Error"] {
+            let body = format!(r#"{{"status":"{unknown}","balance":1}}"#);
+            assert!(
+                serde_json::from_str::<PaymentAnswer>(&body).is_err(),
+                "{unknown:?} must not be read as an outcome"
+            );
         }
     }
 }

@@ -54,17 +54,13 @@ pub struct OrderRow {
     pub user_id: i64,
     pub amount: i64,
     pub description: String,
-    pub status: String,
+    pub status: Status,
     pub request_fingerprint: Option<String>,
     pub created_at: NaiveDateTime,
     pub updated_at: NaiveDateTime,
 }
 
 impl OrderRow {
-    pub fn status(&self) -> Status {
-        Status::parse(&self.status).unwrap_or(Status::Pending)
-    }
-
     pub fn amount(&self) -> Money {
         Money::from_minor(self.amount)
     }
@@ -112,7 +108,7 @@ pub fn create(
                 orders::user_id.eq(user_id),
                 orders::amount.eq(order.amount.minor()),
                 orders::description.eq(&order.description),
-                orders::status.eq(Status::Pending.as_str()),
+                orders::status.eq(Status::Pending),
                 orders::created_at.eq(at),
                 orders::updated_at.eq(at),
             ))
@@ -132,7 +128,7 @@ pub fn create(
     .bind::<BigInt, _>(user_id)
     .bind::<BigInt, _>(order.amount.minor())
     .bind::<Text, _>(&order.description)
-    .bind::<Text, _>(Status::Pending.as_str())
+    .bind::<Text, _>(Status::Pending)
     .bind::<Nullable<Text>, _>(Some(key))
     .bind::<Nullable<Text>, _>(Some(&fingerprint))
     .bind::<Timestamp, _>(at)
@@ -203,9 +199,9 @@ pub fn record_outcome(
         let at = now();
         let changed = diesel::update(orders::table.find(order_id))
             .filter(orders::user_id.eq(payer.user_id))
-            .filter(orders::status.ne(Status::Processing.as_str()))
-            .filter(orders::status.ne(to.as_str()))
-            .set((orders::status.eq(to.as_str()), orders::updated_at.eq(at)))
+            .filter(orders::status.ne(Status::Processing))
+            .filter(orders::status.ne(to))
+            .set((orders::status.eq(to), orders::updated_at.eq(at)))
             .execute(conn)?;
         if changed == 1 {
             diesel::sql_query(
@@ -224,7 +220,7 @@ pub fn record_outcome(
             .execute(conn)?;
         }
         let order = find(conn, payer.user_id, order_id)?.ok_or(DieselError::NotFound)?;
-        let message = message_of(conn, order_id, order.status())?;
+        let message = message_of(conn, order_id, order.status)?;
         Ok((order, message))
     })
 }
@@ -308,4 +304,50 @@ pub fn mark_failed(
         .get_result::<i32>(conn)
         .optional()
         .map(|a| a.unwrap_or(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use common::{Money, settings::DatabaseSettings};
+
+    use super::*;
+
+    #[test]
+    fn a_stored_status_that_is_not_ours_fails_the_read_instead_of_becoming_pending() {
+        let dir = std::env::temp_dir().join(format!(
+            "shop-order-status-{}-{}",
+            std::process::id(),
+            now().and_utc().timestamp_nanos_opt().unwrap_or_default()
+        ));
+        let settings = DatabaseSettings {
+            database_url: dir.join("order.db").to_string_lossy().into_owned(),
+            ..DatabaseSettings::local("order")
+        };
+        let pool = common::db::open(&settings, crate::MIGRATIONS).expect("a fresh database");
+        let conn = &mut pool.get().expect("a connection");
+        let order = NewOrder::parse(Money::units(30), None).expect("an order");
+        let Created::New(row) = create(conn, 7, &order, None).expect("created") else {
+            panic!("a new order")
+        };
+        assert_eq!(row.status, Status::Pending);
+
+        // The schema's CHECK refuses such a write, but a row can still hold a status this
+        // binary does not know: one a newer release added, read by an older replica during a
+        // rolling update. Simulated by switching the check off for this connection.
+        diesel::sql_query("PRAGMA ignore_check_constraints = ON")
+            .execute(conn)
+            .expect("SQLite pragma");
+        diesel::sql_query("UPDATE orders SET status = 'Paid' WHERE id = $1")
+            .bind::<BigInt, _>(row.id)
+            .execute(conn)
+            .expect("corrupt the row");
+        let read = find(conn, 7, row.id);
+        assert!(
+            matches!(read, Err(DieselError::DeserializationError(ref e)) if format!("{e:?}").contains("unknown order status")),
+            "{read:?}"
+        );
+        assert!(list(conn, 7, 10).is_err(), "lists refuse it too");
+        drop(pool);
+        std::fs::remove_dir_all(&dir).expect("remove the test database");
+    }
 }

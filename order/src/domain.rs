@@ -3,11 +3,30 @@
 use std::fmt;
 
 use common::{Money, problem::Problem};
+use diesel::{
+    backend::Backend,
+    deserialize::{self, FromSql},
+    serialize::{self, Output, ToSql},
+    sql_types::Text,
+};
 use sha2::{Digest, Sha256};
 
+// Stored as its name in a TEXT column: reading any other text is an error, never a guess —
+// a status this binary does not know must not turn a paid order back into a payable one.
 /// Where an order is. `Pending` → `Processing` (paid) or `Failed` (declined); a `Failed` order
 /// may be paid again; `Processing` is final.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, utoipa::ToSchema)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    utoipa::ToSchema,
+    diesel::expression::AsExpression,
+    diesel::deserialize::FromSqlRow,
+)]
+#[diesel(sql_type = Text)]
 #[schema(as = OrderStatus)]
 pub enum Status {
     Pending,
@@ -31,6 +50,29 @@ impl Status {
             "Failed" => Some(Status::Failed),
             _ => None,
         }
+    }
+}
+
+/// Written as its name, on either backend.
+impl<DB> ToSql<Text, DB> for Status
+where
+    DB: Backend,
+    str: ToSql<Text, DB>,
+{
+    fn to_sql<'b>(&'b self, out: &mut Output<'b, '_, DB>) -> serialize::Result {
+        self.as_str().to_sql(out)
+    }
+}
+
+/// Read back from its name; any other text fails the query.
+impl<DB> FromSql<Text, DB> for Status
+where
+    DB: Backend,
+    String: FromSql<Text, DB>,
+{
+    fn from_sql(bytes: DB::RawValue<'_>) -> deserialize::Result<Self> {
+        let text = String::from_sql(bytes)?;
+        Status::parse(&text).ok_or_else(|| format!("unknown order status {text:?}").into())
     }
 }
 

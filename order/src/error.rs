@@ -22,6 +22,10 @@ pub enum OrderError {
     BillingUnavailable(String),
     #[error("billing refused the payment")]
     BillingRefused(String),
+    /// Billing answered, but not as agreed: whether it charged is unknown here. Paying again
+    /// is safe (billing charges an order once) and gets billing's answer again.
+    #[error("billing's answer could not be read; paying again is safe")]
+    BillingBadAnswer(String),
     #[error(transparent)]
     Db(#[from] DbError),
 }
@@ -39,7 +43,9 @@ impl ResponseError for OrderError {
             OrderError::NotFound => StatusCode::NOT_FOUND,
             OrderError::KeyConflict => StatusCode::UNPROCESSABLE_ENTITY,
             OrderError::BillingUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            OrderError::BillingRefused(_) => StatusCode::BAD_GATEWAY,
+            OrderError::BillingRefused(_) | OrderError::BillingBadAnswer(_) => {
+                StatusCode::BAD_GATEWAY
+            }
             OrderError::Db(e) => e.status_code(),
         }
     }
@@ -49,7 +55,9 @@ impl ResponseError for OrderError {
         match self {
             OrderError::Invalid(p) => p.to_response(),
             OrderError::Db(e) => e.to_response("order"),
-            OrderError::BillingUnavailable(cause) | OrderError::BillingRefused(cause) => {
+            OrderError::BillingUnavailable(cause)
+            | OrderError::BillingRefused(cause)
+            | OrderError::BillingBadAnswer(cause) => {
                 log::error!("{self}: {cause}");
                 problem::response(status, self.to_string())
             }

@@ -6,14 +6,16 @@
 //! in the outbox and are retried with backoff until they land ([`outbox`]).
 //!
 //! Layout: [`domain`] (statuses, new orders, idempotency keys), [`db`] (queries, outbox
-//! rows), [`clients`] (typed billing and notification clients), [`outbox`] (delivery and the
-//! retry relay), [`routes`] (the HTTP surface), [`error`] (problem+json).
+//! rows), [`clients`] (typed billing and notification clients), [`pay`] (the pay use case),
+//! [`outbox`] (delivery and the retry relay), [`routes`] (the HTTP surface), [`error`]
+//! (problem+json).
 
 pub mod clients;
 pub mod db;
 pub mod domain;
 pub mod error;
 pub mod outbox;
+pub mod pay;
 pub mod routes;
 pub mod settings;
 
@@ -50,7 +52,8 @@ pub fn start(settings: Settings) -> anyhow::Result<Running> {
         let client = http::client(&settings.client, settings.server.internal_token.as_ref())?;
         let notification =
             clients::NotificationClient::new(client.clone(), &settings.notification_url);
-        let state = web::Data::new(routes::OrderState {
+        let payments = web::Data::new(pay::Payments {
+            pool: pool.clone(),
             billing: clients::BillingClient::new(
                 client,
                 &settings.billing_url,
@@ -68,6 +71,6 @@ pub fn start(settings: Settings) -> anyhow::Result<Running> {
             lease,
             retry,
         );
-        Ok(move |cfg: &mut web::ServiceConfig| routes::configure(cfg, &state))
+        Ok(move |cfg: &mut web::ServiceConfig| routes::configure(cfg, &payments))
     })
 }

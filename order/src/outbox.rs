@@ -62,7 +62,7 @@ pub async fn deliver(
             let retry_in = backoff(message.attempts, policy.max_backoff);
             let wait =
                 chrono::Duration::from_std(retry_in).unwrap_or(chrono::Duration::seconds(60));
-            let text = error.clone();
+            let text = error.to_string();
             let attempts = db::run(pool, move |conn| {
                 mark_failed(conn, id, &text, wait).map_err(DbError::from)
             })

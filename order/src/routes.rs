@@ -12,23 +12,16 @@ use serde::{Deserialize, Serialize};
 use utoipa::{OpenApi, ToSchema};
 
 use crate::{
-    clients::{BillingClient, BillingError, NotificationClient},
-    db::{Created, OrderRow, Payer},
+    clients::PaymentStatus,
+    db::{Created, OrderRow},
     domain::{NewOrder, Status},
     error::{OrderError, Result},
-    outbox,
+    pay::{Delivery, PayOutcome, Payments},
 };
 
-/// What the handlers share.
-pub struct OrderState {
-    pub billing: BillingClient,
-    pub notification: NotificationClient,
-    pub retry: outbox::RetryPolicy,
-}
-
 /// The route table: all public, behind forward-auth; order has no internal routes.
-pub fn configure(cfg: &mut web::ServiceConfig, state: &web::Data<OrderState>) {
-    cfg.app_data(state.clone())
+pub fn configure(cfg: &mut web::ServiceConfig, payments: &web::Data<Payments>) {
+    cfg.app_data(payments.clone())
         .service(web::resource("/order").post(create).get(list))
         .service(web::resource("/order/{id}").get(get))
         .service(web::resource("/order/{id}/pay").put(pay));
@@ -51,8 +44,7 @@ struct OrderView {
     user_id: i64,
     amount: Money,
     description: String,
-    #[schema(value_type = Status)]
-    status: String,
+    status: Status,
     #[schema(format = DateTime)]
     created: String,
     #[schema(format = DateTime)]
@@ -93,8 +85,7 @@ struct CreateRequest {
 /// What billing said: `OK` (charged, now or by an earlier pay) or `ERROR` (declined).
 #[derive(Serialize, ToSchema)]
 struct BillingOutcome {
-    #[schema(value_type = BillingStatus)]
-    status: String,
+    status: PaymentStatus,
     /// Why billing declined (`ERROR` only).
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(examples("insufficient funds: balance 20.00 < 30.00"))]
@@ -103,21 +94,12 @@ struct BillingOutcome {
     balance: Money,
 }
 
-#[derive(ToSchema)]
-#[allow(dead_code)] // the schema of `BillingOutcome::status`, which passes billing's text on
-#[allow(clippy::upper_case_acronyms)]
-#[schema(as = PaymentStatus)]
-enum BillingStatus {
-    OK,
-    ERROR,
-}
-
 /// Whether the user has been told: `OK` (notification stored the message), `PENDING` (it
 /// will be delivered when notification is back), `NONE` (nothing new to tell).
 #[derive(Serialize, ToSchema, Clone, Copy)]
 #[serde(rename_all = "UPPERCASE")]
 #[schema(as = DeliveryStatus)]
-enum Delivery {
+enum DeliveryStatus {
     Ok,
     Pending,
     None,
@@ -125,7 +107,7 @@ enum Delivery {
 
 #[derive(Serialize, ToSchema)]
 struct NotificationOutcome {
-    status: Delivery,
+    status: DeliveryStatus,
     /// The message, e.g. `order #7 Processing`.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(examples("order #7 Processing"))]
@@ -136,8 +118,7 @@ struct NotificationOutcome {
 #[derive(Serialize, ToSchema)]
 struct PayAnswer {
     id: i64,
-    #[schema(value_type = Status)]
-    status: String,
+    status: Status,
     amount: Money,
     billing: BillingOutcome,
     notification: NotificationOutcome,
@@ -269,77 +250,37 @@ async fn get(
     security(("session" = [])),
 )]
 async fn pay(
-    pool: web::Data<Pool>,
-    state: web::Data<OrderState>,
+    payments: web::Data<Payments>,
     identity: Identity,
     id: web::Path<i64>,
 ) -> Result<HttpResponse> {
-    let order = find(&pool, identity.user_id, id.into_inner()).await?;
-    let answer = state
-        .billing
-        .pay(&identity, order.id, order.amount())
-        .await
-        .map_err(|e| match e {
-            BillingError::Unavailable(cause) | BillingError::TimedOut(cause) => {
-                OrderError::BillingUnavailable(cause)
-            }
-            BillingError::Refused(cause) => OrderError::BillingRefused(cause),
-        })?;
-    let to = if answer.is_paid() {
-        Status::Processing
-    } else {
-        Status::Failed
-    };
+    let outcome = payments.pay(&identity, id.into_inner()).await?;
+    Ok(HttpResponse::Ok().json(PayAnswer::from(outcome)))
+}
 
-    let (user_id, email, request_id) = (
-        identity.user_id,
-        identity.email.clone(),
-        common::request_id::current(),
-    );
-    let order_id = order.id;
-    let (order, message) = db::run(&pool, move |conn| {
-        let payer = Payer {
-            user_id,
-            email: &email,
-            request_id: request_id.as_deref(),
+impl From<PayOutcome> for PayAnswer {
+    fn from(outcome: PayOutcome) -> Self {
+        let PayOutcome {
+            order,
+            payment,
+            delivery,
+        } = outcome;
+        let paid = payment.is_paid();
+        let (status, message) = match delivery {
+            Delivery::Delivered { message } => (DeliveryStatus::Ok, Some(message)),
+            Delivery::Queued { message } => (DeliveryStatus::Pending, Some(message)),
+            Delivery::Nothing => (DeliveryStatus::None, None),
         };
-        crate::db::record_outcome(conn, &payer, order_id, to).map_err(OrderError::from)
-    })
-    .await?;
-    log::info!(
-        "order {order_id} paid: billing {}{}, status {}",
-        answer.status,
-        if answer.replayed {
-            " (charged before)"
-        } else {
-            ""
-        },
-        order.status
-    );
-
-    let (status, message) = match message {
-        Some(m) if m.delivered_at.is_some() => (Delivery::Ok, Some(m.message)),
-        Some(m) => {
-            let delivered = outbox::deliver(&pool, &state.notification, &m, state.retry).await;
-            let status = if delivered {
-                Delivery::Ok
-            } else {
-                Delivery::Pending
-            };
-            (status, Some(m.message))
+        PayAnswer {
+            id: order.id,
+            amount: order.amount(),
+            status: order.status,
+            billing: BillingOutcome {
+                status: payment.status,
+                message: payment.message.filter(|_| !paid),
+                balance: payment.balance,
+            },
+            notification: NotificationOutcome { status, message },
         }
-        None => (Delivery::None, None),
-    };
-    let paid = answer.is_paid();
-    Ok(HttpResponse::Ok().json(PayAnswer {
-        id: order.id,
-        amount: order.amount(),
-        status: order.status,
-        billing: BillingOutcome {
-            status: answer.status,
-            message: answer.message.filter(|_| !paid),
-            balance: answer.balance,
-        },
-        notification: NotificationOutcome { status, message },
-    }))
+    }
 }
