@@ -116,8 +116,9 @@ impl ServerSettings {
 /// The service's own database.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DatabaseSettings {
-    /// `DATABASE_URL`: `postgres://user:pass@host/db`, or a SQLite file path
-    /// (`data/auth.db`, `sqlite://data/auth.db`).
+    /// `DATABASE_URL`: `postgres://user:pass@host/db` (or `postgresql://`), `sqlite://PATH`,
+    /// or a plain path ending in `.db`, `.sqlite` or `.sqlite3`; anything else is refused at
+    /// start ([`crate::db::DatabaseUrl`]).
     pub database_url: String,
     /// `DB_POOL_SIZE`: connections kept in the pool.
     pub db_pool_size: u32,
