@@ -13,6 +13,8 @@ pub mod password;
 pub mod routes;
 pub mod session_store;
 pub mod settings;
+#[cfg(feature = "test-util")]
+pub mod testing;
 
 use actix_web::web;
 use common::{

@@ -10,6 +10,8 @@ pub mod domain;
 pub mod error;
 pub mod routes;
 pub mod settings;
+#[cfg(feature = "test-util")]
+pub mod testing;
 
 use common::{
     db::Migrations,

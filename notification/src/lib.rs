@@ -5,6 +5,8 @@ pub mod db;
 pub mod error;
 pub mod routes;
 pub mod settings;
+#[cfg(feature = "test-util")]
+pub mod testing;
 
 use common::{
     db::Migrations,

@@ -18,6 +18,8 @@ pub mod outbox;
 pub mod pay;
 pub mod routes;
 pub mod settings;
+#[cfg(feature = "test-util")]
+pub mod testing;
 
 use actix_web::web;
 use common::{
