@@ -1,6 +1,9 @@
 use serde_json::json;
 
-use crate::helpers::{assert_problem, spawn_app, spawn_app_on};
+use common::Money;
+use reqwest::Method;
+
+use crate::helpers::{assert_problem, spawn_app};
 
 #[actix_web::test]
 async fn a_new_user_has_a_zero_balance_and_an_empty_history() {
@@ -24,8 +27,10 @@ async fn a_deposit_answers_the_entry_and_the_new_balance() {
 #[actix_web::test]
 async fn fractional_amounts_are_kept_exactly() {
     let app = spawn_app().await;
-    app.change(1, json!({"amount": 0.1})).await;
-    app.change(1, json!({"amount": 0.2})).await;
+    for amount in [json!(0.1), json!(0.2)] {
+        let res = app.change(1, json!({ "amount": amount })).await;
+        assert_eq!(res.status(), 200);
+    }
     let res = app
         .change(1, json!({"amount": 2000.5, "reason": "salary"}))
         .await;
@@ -33,6 +38,10 @@ async fn fractional_amounts_are_kept_exactly() {
     assert_eq!(body["reason"], "salary");
     // 0.1 + 0.2 is exactly 0.3 here, not 0.30000000000000004
     assert_eq!(body["balance"].to_string(), "2000.8");
+    assert_eq!(
+        app.assert_ledger_matches_balance(1).await,
+        Money::from_minor(200_080)
+    );
 }
 
 #[actix_web::test]
@@ -68,8 +77,10 @@ async fn insufficient_funds_is_a_200_error_outcome_that_changes_nothing() {
 async fn history_lists_entries_newest_first() {
     let app = spawn_app().await;
     app.deposit(1, 100).await;
-    app.change(1, json!({"amount": -40, "reason": "coffee"}))
+    let res = app
+        .change(1, json!({"amount": -40, "reason": "coffee"}))
         .await;
+    assert_eq!(res.status(), 200);
     let entries = app.history(1).await;
     assert_eq!(entries.len(), 2);
     assert_eq!(entries[0]["amount"], -40);
@@ -99,13 +110,7 @@ async fn users_see_only_their_own_account() {
 async fn requests_without_identity_are_401_problems() {
     let app = spawn_app().await;
     for path in ["/billing/current", "/billing/history"] {
-        let res = app
-            .client
-            .get(format!("{}{path}", app.address))
-            .send()
-            .await
-            .unwrap();
-        assert_problem(res, 401).await;
+        assert_problem(app.anonymous(Method::GET, path).await, 401).await;
     }
     let res = app
         .client
@@ -115,6 +120,7 @@ async fn requests_without_identity_are_401_problems() {
         .await
         .unwrap();
     assert_problem(res, 401).await;
+    assert_eq!(app.balance(1).await, 0, "nothing was deposited");
     let res = app.get(0, "/billing/current").await;
     assert_problem(res, 401).await;
 }
@@ -201,13 +207,7 @@ async fn bad_query_unknown_routes_and_wrong_methods_are_problems() {
         assert_eq!(problem["field"], "limit");
     }
     assert_problem(app.get(1, "/billing/nope").await, 404).await;
-    let res = app
-        .client
-        .delete(format!("{}/billing/current", app.address))
-        .send()
-        .await
-        .unwrap();
-    assert_problem(res, 405).await;
+    assert_problem(app.anonymous(Method::DELETE, "/billing/current").await, 405).await;
 }
 
 #[actix_web::test]
@@ -224,12 +224,7 @@ async fn every_response_carries_a_request_id_and_echoes_a_given_one() {
         .await
         .unwrap();
     assert_eq!(res.headers()["x-request-id"], "trace-42");
-    let res = app
-        .client
-        .get(format!("{}/nope", app.address))
-        .send()
-        .await
-        .unwrap();
+    let res = app.anonymous(Method::GET, "/nope").await;
     assert!(!res.headers()["x-request-id"].is_empty());
 }
 
@@ -237,12 +232,7 @@ async fn every_response_carries_a_request_id_and_echoes_a_given_one() {
 async fn health_and_readiness_answer() {
     let app = spawn_app().await;
     for path in ["/health", "/ready"] {
-        let res = app
-            .client
-            .get(format!("{}{path}", app.address))
-            .send()
-            .await
-            .unwrap();
+        let res = app.anonymous(Method::GET, path).await;
         assert_eq!(res.status(), 200);
         assert_eq!(
             res.json::<serde_json::Value>().await.unwrap()["status"],
@@ -256,7 +246,7 @@ async fn balances_survive_a_restart() {
     let app = spawn_app().await;
     app.deposit(1, 700).await;
     app.stop().await;
-    let again = spawn_app_on(app.database_url.clone()).await;
+    let again = app.on_same_database().await;
     assert_eq!(again.balance(1).await, 700);
 }
 

@@ -1,6 +1,7 @@
 //! Many requests on one account at once: the balance is exact, never negative, and equals
 //! the ledger sum. Run on SQLite and on PostgreSQL by the test command.
 
+use common::Money;
 use futures_util::future::join_all;
 use serde_json::{Value, json};
 
@@ -27,7 +28,7 @@ async fn concurrent_withdrawals_never_overdraw() {
     );
     assert_eq!((ok, refused), (33, 17));
     assert_eq!(app.balance(1).await, 10);
-    assert_eq!(app.assert_ledger_matches_balance(1).await, 10.0);
+    assert_eq!(app.assert_ledger_matches_balance(1).await, Money::units(10));
 }
 
 #[actix_web::test]
@@ -43,7 +44,7 @@ async fn concurrent_payments_of_different_orders_never_overdraw() {
         PARALLEL - charged
     );
     assert_eq!(charged, 33);
-    assert_eq!(app.assert_ledger_matches_balance(1).await, 10.0);
+    assert_eq!(app.assert_ledger_matches_balance(1).await, Money::units(10));
 }
 
 #[actix_web::test]
@@ -97,5 +98,20 @@ async fn concurrent_mixed_deposits_withdrawals_and_payments_keep_the_ledger_exac
             .iter()
             .all(|a| a["status"] == "OK" || a["status"] == "ERROR")
     );
-    app.assert_ledger_matches_balance(1).await;
+    // the balance is exactly the start plus what every applied answer moved
+    let moved: i64 = answers
+        .iter()
+        .enumerate()
+        .filter(|(_, answer)| answer["status"] == "OK")
+        .map(|(i, _)| match i % 3 {
+            0 => Money::units(7),
+            1 => Money::units(-11),
+            _ => Money::units(-13),
+        })
+        .map(Money::minor)
+        .sum();
+    assert_eq!(
+        app.assert_ledger_matches_balance(1).await,
+        Money::from_minor(Money::units(500).minor() + moved)
+    );
 }

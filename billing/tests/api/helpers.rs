@@ -1,51 +1,44 @@
-use common::testing::fresh_database_url;
+pub use common::testing::assert_problem;
+use common::{
+    Money,
+    testing::{Spawned, money},
+};
 use serde_json::{Value, json};
 
-/// A running billing service with its own database.
+/// A running billing service with its own database, and one method per endpoint.
 pub struct TestApp {
     pub address: String,
     pub client: reqwest::Client,
-    pub database_url: String,
-    handle: actix_web::dev::ServerHandle,
+    pub billing: Spawned,
 }
 
 /// Starts billing on port 0 with a fresh database.
 pub async fn spawn_app() -> TestApp {
-    spawn_app_on(fresh_database_url("billing")).await
+    spawn_app_with(&[]).await
 }
 
-/// Starts billing on an existing database (to test a restart).
-pub async fn spawn_app_on(database_url: String) -> TestApp {
-    spawn_app_with(database_url, &[]).await
-}
-
-/// Starts billing on `database_url` with extra settings.
-pub async fn spawn_app_with(database_url: String, extra: &[(&str, &str)]) -> TestApp {
-    common::telemetry::init_for_tests();
-    let mut vars = vec![
-        ("PORT", "0"),
-        ("WORKERS", "2"),
-        ("DB_POOL_SIZE", "8"),
-        ("INTERNAL_TOKEN", common::testing::INTERNAL_TOKEN),
-        ("DATABASE_URL", database_url.as_str()),
-    ];
-    vars.extend_from_slice(extra);
-    let settings: billing::Settings = common::settings::load_from(vars).expect("test settings");
-    let running = billing::start(settings).expect("billing starts");
-    let address = format!("http://127.0.0.1:{}", running.port);
-    let handle = running.handle();
-    actix_web::rt::spawn(running.into_future());
-    TestApp {
-        address,
-        client: common::testing::http_client(),
-        database_url,
-        handle,
-    }
+/// Starts billing with a fresh database and extra settings.
+pub async fn spawn_app_with(extra: &[(&str, &str)]) -> TestApp {
+    TestApp::new(billing::testing::spawn(extra).await)
 }
 
 impl TestApp {
+    fn new(billing: Spawned) -> Self {
+        Self {
+            address: billing.address.clone(),
+            client: common::testing::http_client(),
+            billing,
+        }
+    }
+
+    /// Another billing on this one's database, with its default settings (a restart, or a
+    /// second reader).
+    pub async fn on_same_database(&self) -> TestApp {
+        TestApp::new(billing::testing::spawn_on(self.billing.database(), &[]).await)
+    }
+
     pub async fn stop(&self) {
-        self.handle.stop(true).await;
+        self.billing.stop().await;
     }
 
     pub async fn change(&self, user: i64, body: Value) -> reqwest::Response {
@@ -96,6 +89,15 @@ impl TestApp {
             .expect("request")
     }
 
+    /// A request without the forward-auth identity headers.
+    pub async fn anonymous(&self, method: reqwest::Method, path: &str) -> reqwest::Response {
+        self.client
+            .request(method, format!("{}{path}", self.address))
+            .send()
+            .await
+            .expect("request")
+    }
+
     pub async fn internal(&self, path: &str, body: Value) -> reqwest::Response {
         self.client
             .post(format!("{}/internal/{path}", self.address))
@@ -117,18 +119,29 @@ impl TestApp {
         res.json().await.unwrap()
     }
 
-    /// Balance equals the ledger sum and is never negative: the invariant of the service.
-    pub async fn assert_ledger_matches_balance(&self, user: i64) -> f64 {
-        let balance = self.balance(user).await.as_f64().unwrap();
+    /// The invariant of the service, in exact minor units: the balance is never negative,
+    /// equals the sum of the ledger, and every entry's `balance` is the running sum up to
+    /// it. Returns the balance.
+    pub async fn assert_ledger_matches_balance(&self, user: i64) -> Money {
+        let balance = money(&self.balance(user).await);
         let entries = self.history(user).await;
-        let sum: f64 = entries.iter().map(|e| e["amount"].as_f64().unwrap()).sum();
-        assert!(balance >= 0.0, "negative balance {balance}");
-        assert!(
-            (sum - balance).abs() < 1e-9,
-            "ledger sum {sum} != balance {balance}"
+        assert!(!balance.is_negative(), "negative balance {balance}");
+        let mut running = 0_i64;
+        // the history is newest first
+        for entry in entries.iter().rev() {
+            running += money(&entry["amount"]).minor();
+            assert_eq!(
+                money(&entry["balance"]).minor(),
+                running,
+                "entry {entry} does not carry the running sum"
+            );
+        }
+        assert_eq!(
+            running,
+            balance.minor(),
+            "ledger sum {} != balance {balance}",
+            Money::from_minor(running)
         );
         balance
     }
 }
-
-pub use common::testing::assert_problem;

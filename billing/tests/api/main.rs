@@ -3,6 +3,7 @@
 
 mod changes;
 mod concurrency;
+mod harness;
 mod helpers;
 mod limits;
 mod payments;
