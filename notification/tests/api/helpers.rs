@@ -1,26 +1,21 @@
-use common::testing::{fresh_database_url, http_client};
+pub use common::testing::assert_problem;
+use common::testing::{Spawned, http_client};
 use serde_json::{Value, json};
 
+/// A running notification service with its own database, and one method per endpoint.
 pub struct TestApp {
     pub address: String,
     pub client: reqwest::Client,
+    /// The running service: dropping it stops it and removes its database.
+    _notification: Spawned,
 }
 
 pub async fn spawn_app() -> TestApp {
-    common::telemetry::init_for_tests();
-    let settings: notification::Settings = common::settings::load_from([
-        ("PORT", "0"),
-        ("WORKERS", "2"),
-        ("INTERNAL_TOKEN", common::testing::INTERNAL_TOKEN),
-        ("DATABASE_URL", fresh_database_url("notification").as_str()),
-    ])
-    .unwrap();
-    let running = notification::start(settings).unwrap();
-    let address = format!("http://127.0.0.1:{}", running.port);
-    actix_web::rt::spawn(running.into_future());
+    let notification = notification::testing::spawn(&[]).await;
     TestApp {
-        address,
+        address: notification.address.clone(),
         client: http_client(),
+        _notification: notification,
     }
 }
 
@@ -46,6 +41,13 @@ impl TestApp {
             .unwrap()
     }
 
+    /// Sends a message that must be accepted.
+    pub async fn send_ok(&self, body: &Value) -> Value {
+        let res = self.send(body).await;
+        assert_eq!(res.status(), 200);
+        res.json().await.unwrap()
+    }
+
     pub async fn list(&self, user_id: i64) -> Vec<Value> {
         let res = self
             .client
@@ -58,5 +60,3 @@ impl TestApp {
         res.json().await.unwrap()
     }
 }
-
-pub use common::testing::assert_problem;

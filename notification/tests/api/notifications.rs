@@ -6,9 +6,7 @@ use crate::helpers::{assert_problem, message, spawn_app};
 #[actix_web::test]
 async fn a_stored_message_is_listed_for_its_user_only() {
     let app = spawn_app().await;
-    let res = app.send(&message(1, 7, "Processing")).await;
-    assert_eq!(res.status(), 200);
-    let stored: Value = res.json().await.unwrap();
+    let stored = app.send_ok(&message(1, 7, "Processing")).await;
     assert_eq!(stored["created"], true);
     assert_eq!(stored["message"], "order #7 Processing");
 
@@ -25,9 +23,9 @@ async fn a_stored_message_is_listed_for_its_user_only() {
 #[actix_web::test]
 async fn messages_are_listed_newest_first() {
     let app = spawn_app().await;
-    app.send(&message(1, 7, "Failed")).await;
-    app.send(&message(1, 7, "Processing")).await;
-    app.send(&message(1, 8, "Failed")).await;
+    for (order, status) in [(7, "Failed"), (7, "Processing"), (8, "Failed")] {
+        app.send_ok(&message(1, order, status)).await;
+    }
     let texts: Vec<String> = app
         .list(1)
         .await
@@ -59,10 +57,13 @@ async fn a_message_sent_many_times_is_stored_once() {
 #[actix_web::test]
 async fn a_key_reused_for_another_message_is_a_409() {
     let app = spawn_app().await;
-    app.send(&message(1, 9, "Processing")).await;
+    app.send_ok(&message(1, 9, "Processing")).await;
     let mut other = message(1, 9, "Failed");
     other["key"] = json!("order-9-Processing");
     assert_problem(app.send(&other).await, 409).await;
+    let list = app.list(1).await;
+    assert_eq!(list.len(), 1, "the first message stands alone");
+    assert_eq!(list[0]["message"], "order #9 Processing");
 }
 
 #[actix_web::test]
@@ -83,6 +84,7 @@ async fn bad_messages_are_400_problems_naming_the_field() {
         let problem = assert_problem(app.send(&body).await, 400).await;
         assert_eq!(problem["field"], field, "{body}");
     }
+    assert!(app.list(1).await.is_empty(), "none of them was stored");
 }
 
 #[actix_web::test]
