@@ -1,71 +1,42 @@
-use common::testing::{fresh_database_url, http_client};
+use std::sync::Arc;
+
+use common::testing::{Spawned, http_client};
 use reqwest::{Response, header::HeaderMap};
 use serde_json::{Value, json};
 
-pub const SESSION_KEY: &str =
-    "test-session-key-0123456789-0123456789-0123456789-0123456789-0123456789";
+pub use auth::testing::SESSION_KEY;
 pub const PASSWORD: &str = "correct horse battery";
 
-/// auth (and the billing it calls) with their own databases.
+/// auth (and the billing it calls, when it has one of its own), and one method per endpoint.
 pub struct TestApp {
     pub address: String,
     pub billing_address: String,
     pub client: reqwest::Client,
-    pub database_url: String,
-    handle: actix_web::dev::ServerHandle,
+    pub auth: Spawned,
+    /// Shared by the auths a test starts on one database.
+    billing: Option<Arc<Spawned>>,
 }
 
+/// auth and a billing of its own, each with a fresh database.
 pub async fn spawn_app() -> TestApp {
-    let billing = spawn_billing().await;
-    spawn_auth(fresh_database_url("auth"), &billing, &[]).await
+    spawn_app_with(&[]).await
 }
 
-/// Billing on a random port, as auth's dependency.
-pub async fn spawn_billing() -> String {
-    common::telemetry::init_for_tests();
-    let settings: billing::Settings = common::settings::load_from([
-        ("PORT", "0"),
-        ("WORKERS", "1"),
-        ("INTERNAL_TOKEN", common::testing::INTERNAL_TOKEN),
-        ("DATABASE_URL", fresh_database_url("billing").as_str()),
-    ])
-    .unwrap();
-    let running = billing::start(settings).unwrap();
-    let address = format!("http://127.0.0.1:{}", running.port);
-    actix_web::rt::spawn(running.into_future());
-    address
+/// auth with extra settings, and a billing of its own.
+pub async fn spawn_app_with(extra: &[(&str, &str)]) -> TestApp {
+    let billing = Arc::new(billing::testing::spawn(&[]).await);
+    let auth = auth::testing::spawn(&billing.address, extra).await;
+    let address = billing.address.clone();
+    TestApp::new(auth, &address, Some(billing))
 }
 
-/// auth on `database_url`, calling billing at `billing_url`, with extra settings.
-pub async fn spawn_auth(
-    database_url: String,
-    billing_url: &str,
-    extra: &[(&str, &str)],
-) -> TestApp {
-    common::telemetry::init_for_tests();
-    let mut vars = vec![
-        ("PORT", "0"),
-        ("WORKERS", "2"),
-        ("INTERNAL_TOKEN", common::testing::INTERNAL_TOKEN),
-        ("BCRYPT_COST", "4"),
-        ("SESSION_KEY", SESSION_KEY),
-        ("HTTP_TIMEOUT", "2s"),
-        ("DATABASE_URL", database_url.as_str()),
-        ("BILLING_URL", billing_url),
-    ];
-    vars.extend_from_slice(extra);
-    let settings: auth::Settings = common::settings::load_from(vars).unwrap();
-    let running = auth::start(settings).expect("auth starts");
-    let address = format!("http://127.0.0.1:{}", running.port);
-    let handle = running.handle();
-    actix_web::rt::spawn(running.into_future());
-    TestApp {
-        address,
-        billing_address: billing_url.to_string(),
-        client: http_client(),
-        database_url,
-        handle,
-    }
+/// auth calling a billing at `billing_url` that the test runs (or leaves down) itself.
+pub async fn spawn_auth_calling(billing_url: &str) -> TestApp {
+    TestApp::new(
+        auth::testing::spawn(billing_url, &[]).await,
+        billing_url,
+        None,
+    )
 }
 
 /// A unique login per call, so tests never collide.
@@ -98,14 +69,46 @@ pub fn set_cookie(headers: &HeaderMap) -> Option<String> {
 }
 
 impl TestApp {
+    fn new(auth: Spawned, billing_address: &str, billing: Option<Arc<Spawned>>) -> Self {
+        Self {
+            address: auth.address.clone(),
+            billing_address: billing_address.to_string(),
+            client: http_client(),
+            auth,
+            billing,
+        }
+    }
+
+    /// Another auth on this one's database and billing, with extra settings: a restart, or
+    /// a replica configured differently.
+    pub async fn on_same_database(&self, extra: &[(&str, &str)]) -> TestApp {
+        let auth =
+            auth::testing::spawn_on(self.auth.database(), &self.billing_address, extra).await;
+        TestApp::new(auth, &self.billing_address, self.billing.clone())
+    }
+
+    /// The `DATABASE_URL` auth runs on, to look at its tables.
+    pub fn database_url(&self) -> &str {
+        self.auth.database_url()
+    }
+
     pub async fn stop(&self) {
-        self.handle.stop(true).await;
+        self.auth.stop().await;
     }
 
     pub async fn post(&self, path: &str, body: &Value) -> Response {
         self.client
             .post(format!("{}{path}", self.address))
             .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// A request without a cookie or identity headers.
+    pub async fn anonymous(&self, method: reqwest::Method, path: &str) -> Response {
+        self.client
+            .request(method, format!("{}{path}", self.address))
             .send()
             .await
             .unwrap()

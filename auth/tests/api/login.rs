@@ -1,9 +1,9 @@
 use serde_json::{Value, json};
 
-use common::testing::fresh_database_url;
+use reqwest::Method;
 
 use crate::helpers::{
-    PASSWORD, assert_problem, session_cookie, set_cookie, spawn_app, spawn_auth, spawn_billing,
+    PASSWORD, assert_problem, session_cookie, set_cookie, spawn_app, spawn_app_with,
 };
 
 #[actix_web::test]
@@ -27,13 +27,7 @@ async fn logging_in_answers_ok_and_sets_a_session_cookie() {
 #[actix_web::test]
 async fn with_session_cookie_secure_the_cookie_is_secure() {
     // what k8s-tls sets behind an ingress that terminates TLS
-    let billing = spawn_billing().await;
-    let app = spawn_auth(
-        fresh_database_url("auth"),
-        &billing,
-        &[("SESSION_COOKIE_SECURE", "true")],
-    )
-    .await;
+    let app = spawn_app_with(&[("SESSION_COOKIE_SECURE", "true")]).await;
     let (login, _) = app.register_user().await;
     let res = app.login(&login, PASSWORD).await;
     assert_eq!(res.status(), 200);
@@ -69,6 +63,7 @@ async fn a_failed_login_sets_no_cookie() {
     let (login, _) = app.register_user().await;
     let res = app.login(&login, "wrong password").await;
     assert!(session_cookie(&res).is_none());
+    assert_problem(res, 401).await;
 }
 
 #[actix_web::test]
@@ -81,12 +76,7 @@ async fn a_login_request_missing_fields_is_a_400() {
 #[actix_web::test]
 async fn signin_tells_where_to_go() {
     let app = spawn_app().await;
-    let res = app
-        .client
-        .get(format!("{}/signin", app.address))
-        .send()
-        .await
-        .unwrap();
+    let res = app.anonymous(Method::GET, "/signin").await;
     assert_eq!(res.status(), 200);
     assert_eq!(
         res.json::<Value>().await.unwrap(),
@@ -133,17 +123,13 @@ async fn unknown_logins_are_limited_like_known_ones() {
 
 #[actix_web::test]
 async fn the_window_closes_and_a_success_forgets_the_failures() {
-    let billing = crate::helpers::spawn_billing().await;
-    let app = crate::helpers::spawn_auth(
-        common::testing::fresh_database_url("auth"),
-        &billing,
-        &[("LOGIN_MAX_FAILURES", "2"), ("LOGIN_FAILURE_WINDOW", "1s")],
-    )
-    .await;
+    let app = spawn_app_with(&[("LOGIN_MAX_FAILURES", "2"), ("LOGIN_FAILURE_WINDOW", "1s")]).await;
     let (login, _) = app.register_user().await;
-    app.login(&login, "wrong password").await;
-    app.login(&login, "wrong password").await;
+    for _ in 0..2 {
+        assert_problem(app.login(&login, "wrong password").await, 401).await;
+    }
     assert_eq!(app.login(&login, PASSWORD).await.status(), 429);
+    // not a synchronisation: the scenario is that the window's second goes by
     actix_web::rt::time::sleep(std::time::Duration::from_millis(1100)).await;
     assert_eq!(
         app.login(&login, PASSWORD).await.status(),
@@ -151,6 +137,6 @@ async fn the_window_closes_and_a_success_forgets_the_failures() {
         "the window closed"
     );
     // the success cleared the count: one failure is not yet a lock
-    app.login(&login, "wrong password").await;
+    assert_problem(app.login(&login, "wrong password").await, 401).await;
     assert_eq!(app.login(&login, PASSWORD).await.status(), 200);
 }

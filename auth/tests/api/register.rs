@@ -1,6 +1,6 @@
 use serde_json::{Value, json};
 
-use crate::helpers::{PASSWORD, assert_problem, spawn_app, spawn_auth, unique_login};
+use crate::helpers::{PASSWORD, assert_problem, spawn_app, spawn_auth_calling, unique_login};
 
 #[actix_web::test]
 async fn registering_answers_the_user_without_secrets() {
@@ -42,6 +42,7 @@ async fn registering_opens_the_billing_account() {
         .send()
         .await
         .unwrap();
+    assert_eq!(res.status(), 200);
     assert_eq!(
         res.json::<Value>().await.unwrap()["created"],
         false,
@@ -51,18 +52,8 @@ async fn registering_opens_the_billing_account() {
 
 #[actix_web::test]
 async fn registering_succeeds_while_billing_is_unreachable() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let dead_billing = format!("http://127.0.0.1:{port}");
-    let app = spawn_auth(
-        common::testing::fresh_database_url("auth"),
-        &dead_billing,
-        &[],
-    )
-    .await;
+    let dead_billing = format!("http://127.0.0.1:{}", common::testing::free_port());
+    let app = spawn_auth_calling(&dead_billing).await;
     let started = std::time::Instant::now();
     let (login, _) = app.register_user().await;
     assert!(

@@ -1,25 +1,24 @@
 use std::time::Duration;
 
-use common::db::{AnyConnection, Backend};
+use common::{db::AnyConnection, testing::wait_until};
 use diesel::{Connection, RunQueryDsl};
+use reqwest::Method;
 use serde_json::Value;
 
 use crate::helpers::{
-    PASSWORD, SESSION_KEY, assert_problem, session_cookie, spawn_app, spawn_auth, spawn_billing,
+    PASSWORD, SESSION_KEY, assert_problem, session_cookie, spawn_app, spawn_app_with,
 };
 
 /// Direct access to auth's database, to age sessions without waiting a day.
 fn connect(url: &str) -> AnyConnection {
-    match Backend::of(url) {
-        Backend::Postgres => AnyConnection::establish(url).unwrap(),
-        Backend::Sqlite => AnyConnection::establish(url).unwrap(),
-    }
+    AnyConnection::establish(url).unwrap()
 }
 
-fn expire_all_sessions(url: &str) {
+/// Ages every session past its expiry; returns how many there were.
+fn expire_all_sessions(url: &str) -> usize {
     diesel::sql_query("UPDATE sessions SET expires_at = '2000-01-01 00:00:00'")
         .execute(&mut connect(url))
-        .unwrap();
+        .unwrap()
 }
 
 fn session_rows(url: &str) -> i64 {
@@ -64,7 +63,7 @@ async fn the_session_lifecycle_login_check_logout() {
 
     // the same cookie, replayed after logout, is worthless: the session is gone server-side
     assert_problem(app.auth(Some(&cookie)).await, 401).await;
-    assert_eq!(session_rows(&app.database_url), 0);
+    assert_eq!(session_rows(app.database_url()), 0);
 }
 
 #[actix_web::test]
@@ -143,12 +142,7 @@ async fn every_login_gets_a_new_session_id_and_the_old_one_dies() {
 #[actix_web::test]
 async fn logging_out_without_a_session_is_fine() {
     let app = spawn_app().await;
-    let res = app
-        .client
-        .get(format!("{}/logout", app.address))
-        .send()
-        .await
-        .unwrap();
+    let res = app.anonymous(Method::GET, "/logout").await;
     assert_eq!(res.status(), 200);
 }
 
@@ -157,7 +151,7 @@ async fn a_session_survives_a_restart_of_auth() {
     let app = spawn_app().await;
     let (cookie, id) = app.logged_in_user().await;
     app.stop().await;
-    let restarted = spawn_auth(app.database_url.clone(), &app.billing_address, &[]).await;
+    let restarted = app.on_same_database(&[]).await;
     let res = restarted.auth(Some(&cookie)).await;
     assert_eq!(res.status(), 200);
     assert_eq!(res.headers()["x-userid"], id.to_string().as_str());
@@ -169,12 +163,7 @@ async fn a_session_from_another_key_is_refused() {
     let (cookie, _) = app.logged_in_user().await;
     // differs in its last byte only
     let other_key = format!("{}!", &SESSION_KEY[..SESSION_KEY.len() - 1]);
-    let other = spawn_auth(
-        app.database_url.clone(),
-        &app.billing_address,
-        &[("SESSION_KEY", &other_key)],
-    )
-    .await;
+    let other = app.on_same_database(&[("SESSION_KEY", &other_key)]).await;
     assert_problem(other.auth(Some(&cookie)).await, 401).await;
 }
 
@@ -182,33 +171,25 @@ async fn a_session_from_another_key_is_refused() {
 async fn an_expired_session_is_refused_and_removed() {
     let app = spawn_app().await;
     let (cookie, _) = app.logged_in_user().await;
-    assert_eq!(session_rows(&app.database_url), 1);
-    expire_all_sessions(&app.database_url);
+    assert_eq!(session_rows(app.database_url()), 1);
+    assert_eq!(expire_all_sessions(app.database_url()), 1);
     assert_problem(app.auth(Some(&cookie)).await, 401).await;
-    assert_eq!(session_rows(&app.database_url), 0);
+    assert_eq!(session_rows(app.database_url()), 0);
 }
 
 #[actix_web::test]
 async fn expired_sessions_are_swept_in_the_background() {
-    let billing = spawn_billing().await;
-    let app = spawn_auth(
-        common::testing::fresh_database_url("auth"),
-        &billing,
-        &[("SESSION_CLEANUP_INTERVAL", "200ms")],
+    let app = spawn_app_with(&[("SESSION_CLEANUP_INTERVAL", "200ms")]).await;
+    app.logged_in_user().await;
+    app.logged_in_user().await;
+    assert_eq!(expire_all_sessions(app.database_url()), 2);
+    let live = app.logged_in_user().await;
+    // nothing reads the expired ones: only the sweeper can remove them, within a few sweeps
+    wait_until(
+        "only the live session is left",
+        Duration::from_secs(10),
+        || async { (session_rows(app.database_url()) == 1).then_some(()) },
     )
     .await;
-    app.logged_in_user().await;
-    app.logged_in_user().await;
-    expire_all_sessions(&app.database_url);
-    let live = app.logged_in_user().await;
-    let mut rows = session_rows(&app.database_url);
-    for _ in 0..50 {
-        if rows == 1 {
-            break;
-        }
-        actix_web::rt::time::sleep(Duration::from_millis(100)).await;
-        rows = session_rows(&app.database_url);
-    }
-    assert_eq!(rows, 1, "only the live session is left");
     assert_eq!(app.auth(Some(&live.0)).await.status(), 200);
 }

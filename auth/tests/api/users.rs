@@ -1,3 +1,4 @@
+use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::helpers::{assert_problem, spawn_app};
@@ -58,18 +59,14 @@ async fn an_invalid_profile_update_is_a_400_and_changes_nothing() {
             .unwrap()
             .ends_with("@example.com")
     );
+    assert_eq!(check.headers()["x-first-name"], "Ada");
+    assert_eq!(check.headers()["x-last-name"], "Lovelace");
 }
 
 #[actix_web::test]
 async fn profile_routes_without_identity_are_401() {
     let app = spawn_app().await;
-    let res = app
-        .client
-        .get(format!("{}/users/me", app.address))
-        .send()
-        .await
-        .unwrap();
-    assert_problem(res, 401).await;
+    assert_problem(app.anonymous(Method::GET, "/users/me").await, 401).await;
     let res = app
         .client
         .put(format!("{}/users/me", app.address))
