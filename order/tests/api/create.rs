@@ -1,4 +1,5 @@
 use futures_util::future::join_all;
+use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::helpers::{assert_problem, spawn_app};
@@ -52,11 +53,7 @@ async fn a_non_numeric_order_id_is_a_400() {
     let app = spawn_app().await;
     assert_problem(app.get(1, "/order/abc").await, 400).await;
     let res = app
-        .as_user(
-            reqwest::Method::PUT,
-            format!("{}/order/1x/pay", app.address),
-            1,
-        )
+        .as_user(Method::PUT, format!("{}/order/1x/pay", app.address), 1)
         .send()
         .await
         .unwrap();
@@ -67,7 +64,7 @@ async fn a_non_numeric_order_id_is_a_400() {
 async fn an_idempotency_key_replay_returns_the_same_order() {
     let app = spawn_app().await;
     let send = |body: Value, key: &'static str| {
-        app.as_user(reqwest::Method::POST, format!("{}/order", app.address), 1)
+        app.as_user(Method::POST, format!("{}/order", app.address), 1)
             .header("Idempotency-Key", key)
             .json(&body)
             .send()
@@ -94,7 +91,7 @@ async fn an_idempotency_key_replay_returns_the_same_order() {
     assert_problem(res, 422).await;
     // keys are per user: another user may use the same one
     let other = app
-        .as_user(reqwest::Method::POST, format!("{}/order", app.address), 2)
+        .as_user(Method::POST, format!("{}/order", app.address), 2)
         .header("Idempotency-Key", "k-1")
         .json(&json!({"amount": 30, "description": "x"}))
         .send()
@@ -108,7 +105,7 @@ async fn twenty_concurrent_creates_with_one_key_make_one_order() {
     let app = spawn_app().await;
     let answers: Vec<Value> = join_all((0..20).map(|_| async {
         let res = app
-            .as_user(reqwest::Method::POST, format!("{}/order", app.address), 1)
+            .as_user(Method::POST, format!("{}/order", app.address), 1)
             .header("Idempotency-Key", "same")
             .json(&json!({"amount": 5}))
             .send()
@@ -151,7 +148,7 @@ async fn bad_orders_are_400_problems_naming_the_field() {
         assert_eq!(problem["field"], field, "{body}");
     }
     let bad_key = app
-        .as_user(reqwest::Method::POST, format!("{}/order", app.address), 1)
+        .as_user(Method::POST, format!("{}/order", app.address), 1)
         .header("Idempotency-Key", "has space")
         .json(&json!({"amount": 5}))
         .send()
@@ -166,18 +163,6 @@ async fn bad_orders_are_400_problems_naming_the_field() {
 #[actix_web::test]
 async fn order_routes_need_an_identity() {
     let app = spawn_app().await;
-    let res = app
-        .client
-        .get(format!("{}/order", app.address))
-        .send()
-        .await
-        .unwrap();
-    assert_problem(res, 401).await;
-    let res = app
-        .client
-        .put(format!("{}/order/1/pay", app.address))
-        .send()
-        .await
-        .unwrap();
-    assert_problem(res, 401).await;
+    assert_problem(app.anonymous(Method::GET, "/order").await, 401).await;
+    assert_problem(app.anonymous(Method::PUT, "/order/1/pay").await, 401).await;
 }

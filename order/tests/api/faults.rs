@@ -1,24 +1,35 @@
+//! Faults of order's peers, made real: a service that is down is a closed port, a hanging one
+//! a socket that never answers, a flaky one a stand-in that answers 503. Waits are for a
+//! condition under a deadline, never for a fixed time: a slow machine makes these tests
+//! slower, not wrong.
+
 use std::{
+    net::TcpListener,
     sync::{
-        Arc,
+        Arc, Mutex,
         atomic::{AtomicUsize, Ordering},
     },
     time::{Duration, Instant},
 };
 
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
+use serde_json::Value;
 
-use common::testing::free_port;
+use common::testing::{backend_name, free_port, wait_until};
 
-use crate::helpers::{assert_problem, spawn_billing, spawn_notification, spawn_order};
+use crate::helpers::{assert_problem, spawn_order};
+
+/// How long a condition may take to come true before the test fails: far past what any of
+/// them takes on a healthy machine (about a second), so only a broken guarantee reaches it.
+const DEADLINE: Duration = Duration::from_secs(10);
 
 #[actix_web::test]
 async fn billing_down_is_a_503_the_order_is_unchanged_and_a_retry_succeeds() {
     let billing_port = free_port();
-    let notification = spawn_notification(0).await;
+    let notification = notification::testing::spawn(&[]).await;
     let app = spawn_order(
         &format!("http://127.0.0.1:{billing_port}"),
-        &notification,
+        &notification.address,
         &[],
     )
     .await;
@@ -34,7 +45,7 @@ async fn billing_down_is_a_503_the_order_is_unchanged_and_a_retry_succeeds() {
     );
     assert_eq!(app.status_of(1, id).await, "Pending");
 
-    spawn_billing(billing_port).await;
+    let _billing = billing::testing::spawn(&[("PORT", &billing_port.to_string())]).await;
     app.deposit(1, 5000).await;
     let body = app.pay_ok(1, id).await;
     assert_eq!(body["status"], "Processing");
@@ -44,7 +55,7 @@ async fn billing_down_is_a_503_the_order_is_unchanged_and_a_retry_succeeds() {
 #[actix_web::test]
 async fn a_hanging_billing_times_out_as_a_503_without_a_retry() {
     // accepts connections and holds them, never answering
-    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}", silent.local_addr().unwrap());
     let accepted = Arc::new(AtomicUsize::new(0));
     let counter = accepted.clone();
@@ -55,8 +66,8 @@ async fn a_hanging_billing_times_out_as_a_503_without_a_retry() {
             held.push(conn);
         }
     });
-    let notification = spawn_notification(0).await;
-    let app = spawn_order(&url, &notification, &[("HTTP_TIMEOUT", "500ms")]).await;
+    let notification = notification::testing::spawn(&[]).await;
+    let app = spawn_order(&url, &notification.address, &[("HTTP_TIMEOUT", "500ms")]).await;
     let id = app.order(1, 10).await;
     let started = Instant::now();
     assert_problem(app.pay(1, id).await, 503).await;
@@ -67,17 +78,26 @@ async fn a_hanging_billing_times_out_as_a_503_without_a_retry() {
     assert_eq!(accepted.load(Ordering::SeqCst), 1);
 }
 
-/// A billing that answers `failures` calls with 503, then passes calls on to `billing`;
-/// returns its address and the count of calls it saw.
-async fn flaky_billing(billing: &str, failures: usize) -> (String, Arc<AtomicUsize>) {
-    let calls = Arc::new(AtomicUsize::new(0));
-    let (seen, upstream) = (calls.clone(), billing.to_string());
+/// The bodies of the calls a stand-in saw, in order.
+type Seen = Arc<Mutex<Vec<Value>>>;
+
+/// A stand-in for a service, on `port` (0: any free one): answers the first `failures` calls
+/// with 503, passes the others on to `upstream` (as POSTs, all order makes) and answers what
+/// it answered. Returns its URL and the bodies of every call it saw.
+async fn stand_in(upstream: &str, port: u16, failures: usize) -> (String, Seen) {
+    let seen: Seen = Arc::default();
+    let (calls, upstream) = (seen.clone(), upstream.to_string());
     let server = HttpServer::new(move || {
-        let (seen, upstream) = (seen.clone(), upstream.clone());
+        let (calls, upstream) = (calls.clone(), upstream.clone());
         App::new().default_service(web::to(move |req: HttpRequest, body: web::Bytes| {
-            let (seen, upstream) = (seen.clone(), upstream.clone());
+            let (calls, upstream) = (calls.clone(), upstream.clone());
             async move {
-                if seen.fetch_add(1, Ordering::SeqCst) < failures {
+                let earlier = {
+                    let mut calls = calls.lock().unwrap();
+                    calls.push(serde_json::from_slice(&body).unwrap_or(Value::Null));
+                    calls.len() - 1
+                };
+                if earlier < failures {
                     return HttpResponse::ServiceUnavailable().finish();
                 }
                 let mut call = common::testing::http_client()
@@ -95,46 +115,60 @@ async fn flaky_billing(billing: &str, failures: usize) -> (String, Arc<AtomicUsi
         }))
     })
     .workers(1)
-    .bind(("127.0.0.1", 0))
+    .bind(("127.0.0.1", port))
     .unwrap();
     let url = format!("http://{}", server.addrs()[0]);
     actix_web::rt::spawn(server.run());
-    (url, calls)
+    (url, seen)
+}
+
+/// How many of the calls in `seen` carried the message keyed `key`.
+fn calls_with_key(seen: &Seen, key: &str) -> usize {
+    seen.lock()
+        .unwrap()
+        .iter()
+        .filter(|body| body["key"] == key)
+        .count()
 }
 
 #[actix_web::test]
 async fn a_pay_that_fails_fast_is_retried_with_backoff_and_charges_once() {
-    let billing = spawn_billing(0).await;
-    let notification = spawn_notification(0).await;
-    let (flaky, calls) = flaky_billing(&billing, 2).await;
-    let mut app = spawn_order(&flaky, &notification, &[("HTTP_RETRY_BACKOFF", "50ms")]).await;
-    app.billing = billing; // the test's own deposits and ledger reads go straight to billing
+    let billing = billing::testing::spawn(&[]).await;
+    let notification = notification::testing::spawn(&[]).await;
+    let (flaky, seen) = stand_in(&billing.address, 0, 2).await;
+    let mut app = spawn_order(
+        &flaky,
+        &notification.address,
+        &[("HTTP_RETRY_BACKOFF", "50ms")],
+    )
+    .await;
+    app.billing = billing.address.clone(); // the test's own deposits and ledger reads
     app.deposit(1, 5000).await;
     let id = app.order(1, 3000).await;
 
     let body = app.pay_ok(1, id).await;
     assert_eq!(body["status"], "Processing");
-    assert_eq!(calls.load(Ordering::SeqCst), 3, "two 503s, then the charge");
+    assert_eq!(seen.lock().unwrap().len(), 3, "two 503s, then the charge");
     assert_eq!(app.charges(1).await, 1);
 }
 
 #[actix_web::test]
 async fn retries_are_bounded_by_http_retries() {
-    let billing = spawn_billing(0).await;
-    let notification = spawn_notification(0).await;
-    let (flaky, calls) = flaky_billing(&billing, 3).await;
+    let billing = billing::testing::spawn(&[]).await;
+    let notification = notification::testing::spawn(&[]).await;
+    let (flaky, seen) = stand_in(&billing.address, 0, 3).await;
     let mut app = spawn_order(
         &flaky,
-        &notification,
+        &notification.address,
         &[("HTTP_RETRIES", "1"), ("HTTP_RETRY_BACKOFF", "10ms")],
     )
     .await;
-    app.billing = billing;
+    app.billing = billing.address.clone();
     app.deposit(1, 5000).await;
     let id = app.order(1, 3000).await;
 
     assert_problem(app.pay(1, id).await, 503).await;
-    assert_eq!(calls.load(Ordering::SeqCst), 2, "one try and one retry");
+    assert_eq!(seen.lock().unwrap().len(), 2, "one try and one retry");
     assert_eq!(app.status_of(1, id).await, "Pending");
     assert_eq!(app.charges(1).await, 0);
 }
@@ -142,9 +176,9 @@ async fn retries_are_bounded_by_http_retries() {
 #[actix_web::test]
 async fn notification_down_leaves_the_payment_standing_and_delivers_once_it_returns() {
     let notification_port = free_port();
-    let billing = spawn_billing(0).await;
-    let app = spawn_order(
-        &billing,
+    let billing = billing::testing::spawn(&[]).await;
+    let mut app = spawn_order(
+        &billing.address,
         &format!("http://127.0.0.1:{notification_port}"),
         &[],
     )
@@ -167,51 +201,128 @@ async fn notification_down_leaves_the_payment_standing_and_delivers_once_it_retu
     );
     assert_eq!(app.charges(1).await, 1);
 
-    // let a few retries fail, then bring notification back
-    actix_web::rt::time::sleep(Duration::from_millis(700)).await;
-    let notification = spawn_notification(notification_port).await;
-    assert_eq!(notification, app.notification);
-    let delivered = app.wait_for_notifications(1, 2).await;
-    actix_web::rt::time::sleep(Duration::from_millis(500)).await;
-    let mut after = app.notifications(1).await;
+    // the relay keeps trying while notification is down: every message fails at least once
+    // more after its pay's own attempt
+    let keys = [
+        format!("order-{paid}-Processing"),
+        format!("order-{declined}-Failed"),
+    ];
+    wait_until("a retry of each message by the relay", DEADLINE, || async {
+        keys.iter()
+            .all(|key| app.outbox(key).attempts >= 2)
+            .then_some(())
+    })
+    .await;
+
+    // notification returns on its port, behind a stand-in that counts what reaches it
+    let notification = notification::testing::spawn(&[]).await;
+    let (url, seen) = stand_in(&notification.address, notification_port, 0).await;
+    let returned = Instant::now();
+    assert_eq!(url, format!("http://127.0.0.1:{notification_port}"));
+    app.notification = notification.address.clone();
+    // The relay's next attempt comes within OUTBOX_MAX_BACKOFF (1 s, +20 % jitter) plus one
+    // OUTBOX_POLL_INTERVAL (100 ms): about 1.3 s. DEADLINE only absorbs a loaded machine.
+    wait_until(
+        "both messages delivered and marked so",
+        DEADLINE,
+        || async {
+            keys.iter()
+                .all(|key| app.outbox(key).delivered)
+                .then_some(())
+        },
+    )
+    .await;
+    let took = returned.elapsed();
+    let mut delivered = app.notifications(1).await;
     println!(
-        "{}: delivered after notification returned: {after:?}",
-        common::testing::backend_name()
+        "{}: delivered {took:?} after notification returned: {delivered:?}",
+        backend_name()
     );
-    assert_eq!(delivered.len(), 2);
-    // exactly once each; retries may land in either order
-    after.sort();
+    // exactly once each: one call per message reached notification, it holds each once, and
+    // order has marked them, so the relay will not send them again
+    for key in &keys {
+        assert_eq!(calls_with_key(&seen, key), 1, "calls carrying {key}");
+    }
+    assert_eq!(seen.lock().unwrap().len(), 2);
+    delivered.sort();
     let mut expected = [
         format!("order #{paid} Processing"),
         format!("order #{declined} Failed"),
     ];
     expected.sort();
-    assert_eq!(after, expected);
+    assert_eq!(delivered, expected);
     assert_eq!(app.pay_ok(1, paid).await["notification"]["status"], "OK");
+    assert_eq!(
+        seen.lock().unwrap().len(),
+        2,
+        "a delivered message is not sent again"
+    );
 }
 
 #[actix_web::test]
 async fn delivery_is_given_up_after_the_configured_attempts() {
     let notification_port = free_port();
-    let billing = spawn_billing(0).await;
-    let app = spawn_order(
-        &billing,
+    let billing = billing::testing::spawn(&[]).await;
+    let mut app = spawn_order(
+        &billing.address,
         &format!("http://127.0.0.1:{notification_port}"),
         &[("OUTBOX_MAX_ATTEMPTS", "2"), ("OUTBOX_MAX_BACKOFF", "1s")],
     )
     .await;
     app.deposit(1, 5000).await;
-    let id = app.order(1, 3000).await;
-    assert_eq!(app.pay_ok(1, id).await["notification"]["status"], "PENDING");
+    let given_up = app.order(1, 3000).await;
+    assert_eq!(
+        app.pay_ok(1, given_up).await["notification"]["status"],
+        "PENDING"
+    );
     // attempt 1 was the pay's own; the relay makes attempt 2 about a second later, then stops
-    actix_web::rt::time::sleep(Duration::from_millis(2500)).await;
-    spawn_notification(notification_port).await;
-    actix_web::rt::time::sleep(Duration::from_millis(1500)).await;
-    assert!(
-        app.notifications(1).await.is_empty(),
-        "an abandoned message is not sent again"
+    let key = format!("order-{given_up}-Processing");
+    let row = wait_until("the message set aside", DEADLINE, || async {
+        let row = app.outbox(&key);
+        row.abandoned.then_some(row)
+    })
+    .await;
+    assert_eq!((row.attempts, row.delivered), (2, false), "{row:?}");
+    // were it still eligible, the relay would take it again from its next attempt time on
+    wait_until("its next attempt time to pass", DEADLINE, || async {
+        (chrono::Utc::now().naive_utc() > row.next_attempt_at).then_some(())
+    })
+    .await;
+
+    // A later message, failed once like it, that the relay must deliver once notification is
+    // back. The relay takes due messages oldest first, so by the time it has delivered this
+    // one it has passed over the set-aside one, due for longer.
+    let notification = notification::testing::spawn(&[]).await;
+    app.notification = notification.address.clone();
+    let later = app.order(1, 1000).await;
+    assert_eq!(
+        app.pay_ok(1, later).await["notification"]["status"],
+        "PENDING"
+    );
+    // back at once (a bind, no start-up), well before the relay's next attempt
+    let (_, seen) = stand_in(&notification.address, notification_port, 0).await;
+    let later_key = format!("order-{later}-Processing");
+    wait_until("the later message delivered", DEADLINE, || async {
+        app.outbox(&later_key).delivered.then_some(())
+    })
+    .await;
+
+    assert_eq!(
+        calls_with_key(&seen, &key),
+        0,
+        "a set-aside message is not sent again"
+    );
+    assert_eq!(calls_with_key(&seen, &later_key), 1);
+    assert_eq!(
+        app.notifications(1).await,
+        [format!("order #{later} Processing")]
+    );
+    let row = app.outbox(&key);
+    assert_eq!(
+        (row.attempts, row.delivered, row.abandoned),
+        (2, false, true)
     );
     // the payment itself stands
-    assert_eq!(app.status_of(1, id).await, "Processing");
-    assert_eq!(app.charges(1).await, 1);
+    assert_eq!(app.status_of(1, given_up).await, "Processing");
+    assert_eq!(app.charges(1).await, 2);
 }
