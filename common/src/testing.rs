@@ -177,26 +177,6 @@ fn database_url_on(admin_url: &str, name: &str) -> String {
     format!("{server}/{name}")
 }
 
-/// A `DATABASE_URL` for a brand-new, empty database named after `service`. Nothing drops
-/// it: prefer [`TestDatabase::fresh`], which does.
-pub fn fresh_database_url(service: &str) -> String {
-    let unique = uuid::Uuid::new_v4().simple().to_string();
-    match admin_url() {
-        Some(admin_url) => {
-            let name = format!("{service}_{}", &unique[..16]);
-            diesel::sql_query(format!(r#"CREATE DATABASE "{name}""#))
-                .execute(&mut admin(&admin_url))
-                .expect("create test database");
-            database_url_on(&admin_url, &name)
-        }
-        None => tests_root()
-            .join(&unique)
-            .join(format!("{service}.db"))
-            .to_string_lossy()
-            .into_owned(),
-    }
-}
-
 /// Whether the database of a test `DATABASE_URL` still exists: on PostgreSQL, asked of the
 /// server of `TEST_DATABASE_URL`; on SQLite, whether its file is there. For the test that
 /// proves [`TestDatabase`] leaves nothing behind.

@@ -1,8 +1,9 @@
 //! The whole stack, as `cargo run` starts it (every port 0, a fresh data directory), driven
 //! through the gateway only: the course scenario, and what the ingress must guarantee.
 
-use std::collections::HashMap;
+use std::{collections::HashMap, sync::Arc};
 
+use common::testing::{TestDatabase, TestDir};
 use reqwest::{Method, Response, StatusCode};
 use serde_json::{Value, json};
 
@@ -10,11 +11,24 @@ struct Shop {
     url: String,
     http: reqwest::Client,
     banner: String,
+    /// Stop the services when the test ends, before their databases go.
+    servers: Vec<actix_web::dev::ServerHandle>,
+    /// Removed when the test ends: the data directory and, on PostgreSQL, the databases.
+    _data_dir: TestDir,
+    _databases: Vec<Arc<TestDatabase>>,
+}
+
+impl Drop for Shop {
+    fn drop(&mut self) {
+        for server in &self.servers {
+            drop(server.stop(false));
+        }
+    }
 }
 
 async fn spawn_shop(extra: &[(&str, &str)]) -> Shop {
     common::telemetry::init_for_tests();
-    let data_dir = common::testing::fresh_dir("stack");
+    let data_dir = TestDir::new("stack");
     let mut vars: HashMap<String, String> = [
         ("GATEWAY_PORT", "0"),
         ("AUTH_PORT", "0"),
@@ -30,24 +44,35 @@ async fn spawn_shop(extra: &[(&str, &str)]) -> Shop {
     .into_iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect();
-    vars.insert("DATA_DIR".into(), data_dir.to_string_lossy().into_owned());
-    for service in ["auth", "billing", "order", "notification"] {
-        if common::testing::backend_name() == "postgres" {
+    vars.insert(
+        "DATA_DIR".into(),
+        data_dir.path().to_string_lossy().into_owned(),
+    );
+    // on SQLite the services keep their files in DATA_DIR; on PostgreSQL, a database each
+    let mut databases = Vec::new();
+    if common::testing::backend_name() == "postgres" {
+        for service in ["auth", "billing", "order", "notification"] {
+            let database = TestDatabase::fresh(service);
             vars.insert(
                 format!("{}_DATABASE_URL", service.to_uppercase()),
-                common::testing::fresh_database_url(service),
+                database.url().to_string(),
             );
+            databases.push(database);
         }
     }
     vars.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     let stack = stack::start(&stack::StackSettings::from_vars(vars).unwrap()).unwrap();
     let (url, banner) = (stack.gateway_url.clone(), stack.banner());
+    let servers = stack.services.iter().map(|(s, _)| s.handle()).collect();
     // servers only serve while polled: run the stack on this test's runtime
     actix_web::rt::spawn(stack.run());
     Shop {
         url,
         http: common::testing::http_client(),
         banner,
+        servers,
+        _data_dir: data_dir,
+        _databases: databases,
     }
 }
 
@@ -158,13 +183,15 @@ async fn identity_headers_from_the_client_never_impersonate_anyone() {
     let shop = spawn_shop(&[]).await;
     let alice = shop.user("alice").await;
     let bob = shop.user("bob").await;
-    shop.call(
-        Method::POST,
-        "/billing/change",
-        Some(&alice),
-        Some(json!({"amount": 700})),
-    )
-    .await;
+    let deposit = shop
+        .call(
+            Method::POST,
+            "/billing/change",
+            Some(&alice),
+            Some(json!({"amount": 700})),
+        )
+        .await;
+    assert_eq!(json_of(deposit).await["balance"], 700);
     // anonymous with a forged id: refused before any service sees it
     let forged = shop
         .http
