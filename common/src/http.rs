@@ -163,6 +163,8 @@ where
     })
     .listen(listener)?
     .client_request_timeout(settings.client_timeout)
+    // longer than any client or proxy in front keeps a connection idle (see KEEP_ALIVE)
+    .keep_alive(settings.keep_alive)
     .shutdown_timeout(settings.shutdown_timeout.as_secs());
     if let Some(workers) = settings.workers {
         server = server.workers(workers);
@@ -251,9 +253,19 @@ async fn ready(pool: web::Data<Pool>) -> HttpResponse {
     }
 }
 
-/// The client for calls to other services: connect and total timeouts from settings, no
-/// redirects, no proxies from the environment (calls stay inside the cluster), and the
-/// service credential on every call when one is configured.
+/// The client for calls to other services: connect and total timeouts from settings, idle
+/// pooled connections dropped after `HTTP_POOL_IDLE_TIMEOUT` (before the callee's
+/// `KEEP_ALIVE` closes them), no redirects, no proxies from the environment (calls stay
+/// inside the cluster), and the service credential on every call when one is configured.
+///
+/// What the connection pool underneath (hyper-util's legacy client) retries by itself: a
+/// request handed to a *reused* connection that turned out closed before the request was
+/// written (`retry_canceled_requests`, on by default; `is_reused` tells fresh from reused).
+/// What it does not: a request already written when the connection closed or was reset
+/// ("connection closed before message completed") — the server may have acted on it — and
+/// any failure on a fresh connection. With the idle timeout below the callee's keep-alive, a
+/// reused connection is never one the server is closing; what else fails is retried by the
+/// caller where the call is safe to repeat (`HTTP_RETRIES`).
 pub fn client(
     settings: &ClientSettings,
     internal_token: Option<&secrecy::SecretString>,
@@ -272,6 +284,7 @@ pub fn client(
         .default_headers(headers)
         .connect_timeout(settings.http_connect_timeout)
         .timeout(settings.http_timeout)
+        .pool_idle_timeout(settings.http_pool_idle_timeout)
         .redirect(reqwest::redirect::Policy::none())
         .no_proxy()
         .user_agent(concat!("shop/", env!("CARGO_PKG_VERSION")))

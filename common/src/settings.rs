@@ -74,6 +74,21 @@ fn parse_env_value(value: &str) -> figment::value::Value {
         .unwrap_or_else(|_| value.into())
 }
 
+/// The default `KEEP_ALIVE`: above every idle timeout in front of a service
+/// ([`DEFAULT_POOL_IDLE_TIMEOUT`], [`INGRESS_NGINX_KEEPALIVE_TIMEOUT`]), and the same as
+/// ingress-nginx's own keep-alive towards its clients (`keep-alive: 75`).
+pub const DEFAULT_KEEP_ALIVE: Duration = Duration::from_secs(75);
+
+/// The default `HTTP_POOL_IDLE_TIMEOUT`: well below [`DEFAULT_KEEP_ALIVE`], and below the 90 s
+/// reqwest keeps idle connections by default (longer than any service keeps them open).
+pub const DEFAULT_POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long ingress-nginx keeps an idle connection to a service: its defaults for
+/// `upstream-keepalive-timeout` (controller ConfigMap) and `auth-keepalive-timeout` (Ingress
+/// annotation) are both 60 s. Every service's `KEEP_ALIVE` must be longer; a test checks the
+/// manifests against it, and `scripts/lib/nginx_from_ingress.py` renders the same value.
+pub const INGRESS_NGINX_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// Where and how a service listens.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ServerSettings {
@@ -92,6 +107,16 @@ pub struct ServerSettings {
     /// body; a slower one gets 408 and is disconnected, so slow clients cannot hold workers.
     #[serde(with = "duration")]
     pub client_timeout: Duration,
+    /// `KEEP_ALIVE`: how long an idle keep-alive connection stays open before the service
+    /// closes it. It must be longer (by [`KEEP_ALIVE_MARGIN`]) than any client or proxy in
+    /// front keeps a connection idle (`HTTP_POOL_IDLE_TIMEOUT` of the other services, 30 s;
+    /// ingress-nginx's `upstream-keepalive-timeout` and `auth-keepalive-timeout`, 60 s): then
+    /// a client always drops an idle connection before the service closes it, and never
+    /// writes a request on one that the service is closing at that moment, which fails the
+    /// call ("connection closed before message completed"). actix's own default, 5 s, is
+    /// shorter than all of them. `0s` turns keep-alive off (a connection per request).
+    #[serde(with = "duration")]
+    pub keep_alive: Duration,
     /// `INTERNAL_TOKEN`: the service credential. `/internal/*` refuses calls that do not carry
     /// it in `X-Internal-Token`, and calls to other services send it. The same value for every
     /// service (a Kubernetes Secret). Unset: `/internal/*` is open — local development only.
@@ -108,6 +133,7 @@ impl ServerSettings {
             shutdown_timeout: Duration::from_secs(20),
             body_limit: 64 * 1024,
             client_timeout: Duration::from_secs(5),
+            keep_alive: DEFAULT_KEEP_ALIVE,
             internal_token: None,
         }
     }
@@ -160,6 +186,13 @@ pub struct ClientSettings {
     /// (capped at 1s), ±20 % jitter.
     #[serde(with = "duration")]
     pub http_retry_backoff: Duration,
+    /// `HTTP_POOL_IDLE_TIMEOUT`: how long a connection to another service may sit idle in the
+    /// pool before it is dropped. Must be shorter than the callee's `KEEP_ALIVE`, so the
+    /// client, never the server, ends an idle connection: a request is then never written on
+    /// one the server is closing at that moment. Enforced when a connection is taken from the
+    /// pool, so an older one is never reused.
+    #[serde(with = "duration")]
+    pub http_pool_idle_timeout: Duration,
 }
 
 impl ClientSettings {
@@ -175,6 +208,30 @@ impl ClientSettings {
     }
 }
 
+/// How much longer than the idle timeout in front of it a server's keep-alive must be. actix
+/// reckons a connection's keep-alive deadline from a clock it refreshes every 500 ms (its date
+/// service), so an idle connection may be closed up to 0.5 s before `KEEP_ALIVE`; the other
+/// half second covers scheduling delays on a loaded machine.
+pub const KEEP_ALIVE_MARGIN: Duration = Duration::from_secs(1);
+
+/// A server's keep-alive and the idle timeout of a client or proxy in front of it, each with
+/// the variable that sets it: an error naming both unless the server keeps idle connections
+/// at least [`KEEP_ALIVE_MARGIN`] longer (or not at all: `KEEP_ALIVE=0s` closes every
+/// connection after its answer, so none is ever reused).
+pub fn check_keep_alive(
+    (server_var, keep_alive): (&str, Duration),
+    (client_var, idle_timeout): (&str, Duration),
+) -> anyhow::Result<()> {
+    if keep_alive.is_zero() || keep_alive >= idle_timeout + KEEP_ALIVE_MARGIN {
+        return Ok(());
+    }
+    anyhow::bail!(
+        "invalid settings {server_var} and {client_var}: {server_var} ({keep_alive:?}) must be \
+         at least {KEEP_ALIVE_MARGIN:?} longer than {client_var} ({idle_timeout:?}), or the \
+         client may write a request on a connection the server is closing at that moment"
+    )
+}
+
 impl Default for ClientSettings {
     fn default() -> Self {
         Self {
@@ -182,6 +239,7 @@ impl Default for ClientSettings {
             http_timeout: Duration::from_secs(5),
             http_retries: 2,
             http_retry_backoff: Duration::from_millis(100),
+            http_pool_idle_timeout: DEFAULT_POOL_IDLE_TIMEOUT,
         }
     }
 }
@@ -224,6 +282,60 @@ mod tests {
         assert_eq!(s.server.port, 9000);
         assert_eq!(s.server.shutdown_timeout, Duration::from_secs(3));
         assert_eq!(s.billing_url, "http://billing:8080");
+    }
+
+    #[test]
+    fn by_default_servers_keep_idle_connections_longer_than_anything_in_front_of_them() {
+        let keep_alive = ServerSettings::local(0).keep_alive;
+        let pool_idle = ClientSettings::default().http_pool_idle_timeout;
+        // reqwest's own default pool idle timeout is 90 s: it must not be what clients use
+        assert!(pool_idle < Duration::from_secs(90), "{pool_idle:?}");
+        for (front, idle) in [
+            ("HTTP_POOL_IDLE_TIMEOUT", pool_idle),
+            (
+                "ingress-nginx keepalive_timeout",
+                INGRESS_NGINX_KEEPALIVE_TIMEOUT,
+            ),
+        ] {
+            check_keep_alive(("KEEP_ALIVE", keep_alive), (front, idle)).unwrap();
+            // a margin no scheduling delay on a loaded machine comes near
+            assert!(keep_alive - idle >= Duration::from_secs(10), "{front}");
+        }
+    }
+
+    #[test]
+    fn keep_alive_and_pool_idle_timeout_are_read_from_their_variables() {
+        #[derive(Debug, Default, Serialize, Deserialize)]
+        struct Both {
+            #[serde(flatten)]
+            server: Sample,
+            #[serde(flatten)]
+            client: ClientSettings,
+        }
+        let s: Both =
+            load_from([("KEEP_ALIVE", "1s"), ("HTTP_POOL_IDLE_TIMEOUT", "500ms")]).unwrap();
+        assert_eq!(s.server.server.keep_alive, Duration::from_secs(1));
+        assert_eq!(s.client.http_pool_idle_timeout, Duration::from_millis(500));
+    }
+
+    #[test]
+    fn a_keep_alive_not_longer_than_the_idle_timeout_in_front_is_refused_by_name() {
+        let second = Duration::from_secs(1);
+        // the margin: actix may close an idle connection up to 0.5 s before its keep-alive
+        for keep_alive in [second / 2, second, second + second / 2] {
+            let err = check_keep_alive(
+                ("BILLING_KEEP_ALIVE", keep_alive),
+                ("ORDER_HTTP_POOL_IDLE_TIMEOUT", second),
+            )
+            .unwrap_err()
+            .to_string();
+            assert!(err.contains(&format!("BILLING_KEEP_ALIVE ({keep_alive:?})")), "{err}");
+            assert!(err.contains("ORDER_HTTP_POOL_IDLE_TIMEOUT (1s)"), "{err}");
+        }
+        check_keep_alive(("KEEP_ALIVE", second * 2), ("HTTP_POOL_IDLE_TIMEOUT", second)).unwrap();
+        // keep-alive off: the server closes after each answer, nothing is ever reused
+        check_keep_alive(("KEEP_ALIVE", Duration::ZERO), ("HTTP_POOL_IDLE_TIMEOUT", second))
+            .unwrap();
     }
 
     #[test]
