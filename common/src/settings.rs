@@ -329,13 +329,23 @@ mod tests {
             )
             .unwrap_err()
             .to_string();
-            assert!(err.contains(&format!("BILLING_KEEP_ALIVE ({keep_alive:?})")), "{err}");
+            assert!(
+                err.contains(&format!("BILLING_KEEP_ALIVE ({keep_alive:?})")),
+                "{err}"
+            );
             assert!(err.contains("ORDER_HTTP_POOL_IDLE_TIMEOUT (1s)"), "{err}");
         }
-        check_keep_alive(("KEEP_ALIVE", second * 2), ("HTTP_POOL_IDLE_TIMEOUT", second)).unwrap();
+        check_keep_alive(
+            ("KEEP_ALIVE", second * 2),
+            ("HTTP_POOL_IDLE_TIMEOUT", second),
+        )
+        .unwrap();
         // keep-alive off: the server closes after each answer, nothing is ever reused
-        check_keep_alive(("KEEP_ALIVE", Duration::ZERO), ("HTTP_POOL_IDLE_TIMEOUT", second))
-            .unwrap();
+        check_keep_alive(
+            ("KEEP_ALIVE", Duration::ZERO),
+            ("HTTP_POOL_IDLE_TIMEOUT", second),
+        )
+        .unwrap();
     }
 
     #[test]
