@@ -1,9 +1,10 @@
 """Process-level fault tests against the production topology (scripts/faults): real processes,
 real PostgreSQL, real nginx. Each scenario breaks something for real (SIGKILL, SIGTERM, a
 database restart), drives traffic through nginx, then checks what users and the databases
-say, and prints what it saw. Exit status 1 if any guarantee did not hold.
+say, and prints what it saw. Exit status 1 if any guarantee did not hold. Every check is a
+test case of a JUnit report (scripts/lib/report.py), its class named after its scenario.
 
-usage: python3 faults.py WORK/cluster.json   (written by scripts/lib/cluster.sh)
+usage: python3 faults.py WORK/cluster.json REPORT.xml   (cluster.json: scripts/lib/cluster.sh)
 Standard library only; the databases are read with psql.
 """
 import http.client
@@ -14,26 +15,37 @@ import subprocess
 import sys
 import threading
 import time
+import traceback
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlsplit
 
+from report import Report
+
 CLUSTER = json.load(open(sys.argv[1]))
+REPORT = Report(sys.argv[2], "faults")
 WORK = CLUSTER["work"]
 NGINX = CLUSTER["nginx"]
 PG = CLUSTER["postgres"]
 PASSED = []
 FAILURES = []
 SESSIONS = []   # every session id handed out: none may appear in a log
+SCENARIO = {"name": "faults", "since": time.monotonic()}   # what the next check belongs to
 
 
 def say(text):
     print(text, flush=True)
 
 
-def check(ok, what):
+def check(ok, what, detail=None):
+    """One checked guarantee: printed, counted, and a test case of the report, timed since
+    the previous check of its scenario."""
     say(("ok   " if ok else "FAIL ") + what)
     (PASSED if ok else FAILURES).append(what)
+    now = time.monotonic()
+    REPORT.case(what, now - SCENARIO["since"], None if ok else (detail or f"did not hold: {what}"),
+                classname=f"faults.{SCENARIO['name']}")
+    SCENARIO["since"] = now
 
 
 # ---- HTTP -------------------------------------------------------------------------------
@@ -469,10 +481,12 @@ def main():
     scenarios = [billing_killed_during_pays, notification_down_during_pays, postgres_restarted,
                  auth_down, sigterm_under_load, login_reveals_no_login, no_secret_in_logs]
     for scenario in scenarios:
+        SCENARIO.update(name=scenario.__name__, since=time.monotonic())
         try:
             scenario()
         except Exception as e:  # a scenario that cannot finish is a failure, not a crash
-            check(False, f"{scenario.__name__} could not finish: {type(e).__name__}: {e}")
+            check(False, f"{scenario.__name__} could not finish: {type(e).__name__}: {e}",
+                  traceback.format_exc())
     say(f"\nfault checks: {len(PASSED)} passed, {len(FAILURES)} failed")
     sys.exit(1 if FAILURES else 0)
 
