@@ -5,16 +5,21 @@
 //! under `DATA_DIR` unless a `<SERVICE>_DATABASE_URL` says otherwise). In front of them,
 //! [`gateway`] plays the production ingress with forward-auth.
 //!
-//! Settings: `GATEWAY_HOST`/`GATEWAY_PORT` (127.0.0.1:8000), `DATA_DIR` (`data`), and any
-//! service setting prefixed with the service's name: `AUTH_PORT=9001`,
-//! `BILLING_DATABASE_URL=postgres://…`, `AUTH_BCRYPT_COST=10`. The services share one
-//! `INTERNAL_TOKEN`, random per run unless given.
+//! Settings: `GATEWAY_HOST`/`GATEWAY_PORT` (127.0.0.1:8000), `GATEWAY_HTTP_POOL_IDLE_TIMEOUT`
+//! (30s), `DATA_DIR` (`data`), and any service setting prefixed with the service's name:
+//! `AUTH_PORT=9001`, `BILLING_DATABASE_URL=postgres://…`, `AUTH_BCRYPT_COST=10`. The services
+//! share one `INTERNAL_TOKEN`, random per run unless given. The stack knows every client and
+//! every server, so it refuses to start when a service's `KEEP_ALIVE` is not longer than the
+//! pool idle timeout of a client that calls it (see [`StackSettings::check_keep_alive`]).
 
 pub mod gateway;
 
-use std::{collections::HashMap, path::PathBuf};
+use std::{collections::HashMap, path::PathBuf, time::Duration};
 
-use common::http::Running;
+use common::{
+    http::Running,
+    settings::{ClientSettings, ServerSettings},
+};
 use futures_util::future::try_join_all;
 use utoipa::{
     OpenApi,
@@ -56,6 +61,9 @@ pub struct StackSettings {
     pub gateway_host: String,
     pub gateway_port: u16,
     pub data_dir: PathBuf,
+    /// `GATEWAY_HTTP_POOL_IDLE_TIMEOUT`: how long the gateway keeps an idle connection to a
+    /// service (ingress-nginx: `upstream-keepalive-timeout`); shorter than every `KEEP_ALIVE`.
+    pub gateway_pool_idle_timeout: Duration,
     /// Environment-style variables; `AUTH_…`, `BILLING_…` … go to that service.
     pub vars: HashMap<String, String>,
     /// The service credential every service shares: `INTERNAL_TOKEN`, or a fresh random one.
@@ -75,12 +83,19 @@ impl StackSettings {
             })?,
             None => 8000,
         };
+        let gateway_pool_idle_timeout = match vars.get("GATEWAY_HTTP_POOL_IDLE_TIMEOUT") {
+            Some(value) => humantime::parse_duration(value).map_err(|e| {
+                anyhow::anyhow!("invalid setting GATEWAY_HTTP_POOL_IDLE_TIMEOUT: {value:?}: {e}")
+            })?,
+            None => common::settings::DEFAULT_POOL_IDLE_TIMEOUT,
+        };
         Ok(Self {
             gateway_host: vars
                 .get("GATEWAY_HOST")
                 .cloned()
                 .unwrap_or_else(|| "127.0.0.1".into()),
             gateway_port,
+            gateway_pool_idle_timeout,
             data_dir: vars
                 .get("DATA_DIR")
                 .map_or_else(|| PathBuf::from("data"), PathBuf::from),
@@ -115,6 +130,64 @@ impl StackSettings {
     }
 }
 
+/// Who calls whom over HTTP in the stack: each caller's pooled connections must be dropped
+/// before the callee's keep-alive closes them.
+const CALLS: [(&str, &[&str]); 3] = [
+    ("auth", &["billing"]),
+    ("order", &["billing", "notification"]),
+    ("gateway", &["auth", "billing", "order", "notification"]),
+];
+
+/// The connection settings of one service, read as the service reads them (same variables,
+/// same defaults: `ServerSettings::local` and `ClientSettings::default`).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Connections {
+    #[serde(flatten)]
+    server: ServerSettings,
+    #[serde(flatten)]
+    client: ClientSettings,
+}
+
+impl Default for Connections {
+    fn default() -> Self {
+        Self {
+            server: ServerSettings::local(0),
+            client: ClientSettings::default(),
+        }
+    }
+}
+
+impl StackSettings {
+    /// Refuses settings under which a client could reuse a pooled connection its server is
+    /// closing: for every call in [`CALLS`], the callee's `KEEP_ALIVE` must be longer than the
+    /// caller's `HTTP_POOL_IDLE_TIMEOUT`. The error names every pair that is not.
+    pub fn check_keep_alive(&self) -> anyhow::Result<()> {
+        let connections = |name: &str| self.service::<Connections>(name, &[]);
+        let mut errors = Vec::new();
+        for (caller, callees) in CALLS {
+            let idle_timeout = match caller {
+                "gateway" => self.gateway_pool_idle_timeout,
+                service => connections(service)?.client.http_pool_idle_timeout,
+            };
+            let client_var = format!("{}_HTTP_POOL_IDLE_TIMEOUT", caller.to_ascii_uppercase());
+            for callee in callees {
+                let keep_alive = connections(callee)?.server.keep_alive;
+                let server_var = format!("{}_KEEP_ALIVE", callee.to_ascii_uppercase());
+                if let Err(e) = common::settings::check_keep_alive(
+                    (&server_var, keep_alive),
+                    (&client_var, idle_timeout),
+                ) {
+                    errors.push(e.to_string());
+                }
+            }
+        }
+        match errors.is_empty() {
+            true => Ok(()),
+            false => anyhow::bail!("{}", errors.join("\n")),
+        }
+    }
+}
+
 /// 32 random bytes, hex: the per-run service credential of the local stack.
 fn random_token() -> String {
     use rand::RngCore;
@@ -134,8 +207,10 @@ fn url(running: &Running) -> String {
     format!("http://127.0.0.1:{}", running.port)
 }
 
-/// Starts billing and notification, then auth and order (which call them), then the gateway.
+/// Checks the settings' keep-alives, then starts billing and notification, then auth and order
+/// (which call them), then the gateway.
 pub fn start(settings: &StackSettings) -> anyhow::Result<Stack> {
+    settings.check_keep_alive()?;
     let db = |name: &str| {
         let key = format!("{}_DATABASE_URL", name.to_ascii_uppercase());
         let url = settings.vars.get(&key).cloned();
@@ -193,12 +268,13 @@ pub fn start(settings: &StackSettings) -> anyhow::Result<Stack> {
             })?;
     let gateway_url = format!("http://{}", listener.local_addr()?);
     // the gateway plays the ingress: it carries no service credential
-    let timeouts = common::settings::ClientSettings {
-        http_connect_timeout: std::time::Duration::from_secs(1),
-        http_timeout: std::time::Duration::from_secs(30),
-        // a proxy does not repeat requests: the client decides whether that is safe
+    let timeouts = ClientSettings {
+        http_connect_timeout: Duration::from_secs(1),
+        http_timeout: Duration::from_secs(30),
+        // not used by the gateway: it repeats only what nginx would (gateway::retry_reason)
         http_retries: 0,
-        http_retry_backoff: std::time::Duration::ZERO,
+        http_retry_backoff: Duration::ZERO,
+        http_pool_idle_timeout: settings.gateway_pool_idle_timeout,
     };
     let http = common::http::client(&timeouts, None)?;
     let gateway = gateway::serve(listener, upstreams, http)?;
@@ -250,5 +326,73 @@ impl Stack {
         servers.push(self.gateway);
         try_join_all(servers).await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(vars: &[(&str, &str)]) -> StackSettings {
+        let data_dir = common::testing::fresh_dir("stack-settings");
+        let mut vars: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        vars.insert("DATA_DIR".into(), data_dir.to_string_lossy().into_owned());
+        StackSettings::from_vars(vars).unwrap()
+    }
+
+    #[test]
+    fn the_default_keep_alives_outlast_every_client_in_the_stack() {
+        settings(&[]).check_keep_alive().unwrap();
+    }
+
+    #[test]
+    fn a_keep_alive_its_callers_could_outlast_is_refused_before_anything_starts() {
+        let settings = settings(&[("BILLING_KEEP_ALIVE", "20s"), ("GATEWAY_PORT", "0")]);
+        let err = start(&settings).err().expect("refused").to_string();
+        // billing's three callers, each named with its variable; nobody else's
+        for caller in ["AUTH", "ORDER", "GATEWAY"] {
+            let pair = format!(
+                "BILLING_KEEP_ALIVE (20s) must be at least 1s longer than {caller}_HTTP_POOL_IDLE_TIMEOUT (30s)"
+            );
+            assert!(err.contains(&pair), "{err}");
+        }
+        assert_eq!(err.lines().count(), 3, "{err}");
+        assert!(!settings.data_dir.exists(), "nothing was started");
+    }
+
+    #[test]
+    fn a_client_idle_timeout_its_callees_cannot_outlast_is_refused() {
+        let err = settings(&[("GATEWAY_HTTP_POOL_IDLE_TIMEOUT", "75s")])
+            .check_keep_alive()
+            .unwrap_err()
+            .to_string();
+        for callee in ["AUTH", "BILLING", "ORDER", "NOTIFICATION"] {
+            assert!(
+                err.contains(&format!("{callee}_KEEP_ALIVE (75s) must be at least 1s longer than GATEWAY_HTTP_POOL_IDLE_TIMEOUT (75s)")),
+                "{err}"
+            );
+        }
+        // scaled down, as the tests run it, the alignment holds
+        settings(&[
+            ("NOTIFICATION_KEEP_ALIVE", "1500ms"),
+            ("ORDER_HTTP_POOL_IDLE_TIMEOUT", "500ms"),
+            ("GATEWAY_HTTP_POOL_IDLE_TIMEOUT", "500ms"),
+        ])
+        .check_keep_alive()
+        .unwrap();
+    }
+
+    #[test]
+    fn a_bad_gateway_idle_timeout_is_named() {
+        let mut vars = HashMap::new();
+        vars.insert("GATEWAY_HTTP_POOL_IDLE_TIMEOUT".into(), "soon".into());
+        let err = StackSettings::from_vars(vars).expect_err("refused");
+        assert!(
+            err.to_string().contains("GATEWAY_HTTP_POOL_IDLE_TIMEOUT"),
+            "{err}"
+        );
     }
 }
