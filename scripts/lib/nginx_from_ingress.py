@@ -1,8 +1,20 @@
 """Generates an nginx.conf equivalent to what ingress-nginx renders for the Ingresses in the
-rendered manifests (see shared/reference/ingress-nginx-forward-auth.conf): one location per
-Ingress path, `auth_request` for Ingresses with `auth-url`, the auth-response-headers copied
-onto the upstream request (replacing the client's), `auth-keepalive` as a keepalive upstream,
-and 404 for everything no Ingress routes. Service hosts are mapped to local ports.
+rendered manifests: one location per Ingress path, `auth_request` for Ingresses with
+`auth-url`, the auth-response-headers copied onto the upstream request (replacing the
+client's), `auth-keepalive` as a keepalive upstream of its own, and 404 for everything no
+Ingress routes. Service hosts are mapped to local ports.
+
+docs/reference/ingress-nginx-forward-auth.conf is the controller's own rendering of such an
+Ingress; what this reproduces from it is that the auth sub-request is a bodiless GET carrying
+every client header, that only a 2xx lets the request through, and that each
+auth-response-header replaces (or removes) the client's header of the same name.
+
+Idle connections to the services are kept as ingress-nginx keeps them by default, and the
+services' KEEP_ALIVE (75s) is longer, so nginx, not the service, closes an idle connection:
+  - upstream to each service (controller ConfigMap): upstream-keepalive-connections 320,
+    upstream-keepalive-timeout 60 (s), upstream-keepalive-requests 10000;
+  - auth sub-request upstream (Ingress annotations): auth-keepalive N connections,
+    auth-keepalive-timeout 60 (s), auth-keepalive-requests 1000 unless annotated.
 
 usage: python3 nginx_from_ingress.py RENDERED_MANIFESTS LISTEN_PORT auth=PORT billing=PORT ...
 """
@@ -14,18 +26,32 @@ import yaml
 
 PREFIX = "nginx.ingress.kubernetes.io/"
 
+# ingress-nginx's defaults (internal/ingress/controller/config/config.go and
+# internal/ingress/annotations/authreq/main.go)
+UPSTREAM_KEEPALIVE = "keepalive 320; keepalive_timeout 60s; keepalive_requests 10000;"
+AUTH_KEEPALIVE_TIMEOUT = "60"
+AUTH_KEEPALIVE_REQUESTS = "1000"
+
 
 def main(rendered, listen_port, port_args):
     ports = dict(a.split("=", 1) for a in port_args)
     ingresses = [d for d in yaml.safe_load_all(open(rendered)) if d and d.get("kind") == "Ingress"]
     upstreams, locations, hosts = [], [], set()
     for svc, port in sorted(ports.items()):
-        upstreams.append(f"    upstream svc_{svc} {{ server 127.0.0.1:{port}; keepalive 16; }}")
+        upstreams.append(f"    upstream svc_{svc} {{ server 127.0.0.1:{port}; {UPSTREAM_KEEPALIVE} }}")
     for ing in ingresses:
         notes = ing["metadata"].get("annotations", {})
         auth_url = notes.get(PREFIX + "auth-url")
         response_headers = [h.strip() for h in notes.get(PREFIX + "auth-response-headers", "").split(",") if h.strip()]
         keepalive = notes.get(PREFIX + "auth-keepalive")
+        if auth_url and keepalive:
+            # the sub-request's own keepalive upstream, as the controller renders it
+            m = re.match(r"http://([a-z0-9-]+)", auth_url)
+            timeout = notes.get(PREFIX + "auth-keepalive-timeout", AUTH_KEEPALIVE_TIMEOUT)
+            requests = notes.get(PREFIX + "auth-keepalive-requests", AUTH_KEEPALIVE_REQUESTS)
+            upstreams.append(f"    upstream auth_{ing['metadata']['name'].replace('-', '_')} {{ "
+                             f"server 127.0.0.1:{ports[m.group(1)]}; keepalive {keepalive}; "
+                             f"keepalive_timeout {timeout}s; keepalive_requests {requests}; }}")
         for rule in ing["spec"]["rules"]:
             hosts.add(rule.get("host", "_"))
             for p in rule["http"]["paths"]:
@@ -36,7 +62,8 @@ def main(rendered, listen_port, port_args):
                     m = re.match(r"http://([a-z0-9-]+)[.a-z0-9-]*(?::\d+)?(/.*)", auth_url)
                     auth_svc, auth_path = m.group(1), m.group(2)
                     name = "/_external-auth-" + base64.urlsafe_b64encode(path.encode()).decode().rstrip("=") + "-" + kind
-                    target = f"http://svc_{auth_svc}{auth_path}" if keepalive else f"http://127.0.0.1:{ports[auth_svc]}{auth_path}"
+                    auth_upstream = "auth_" + ing["metadata"]["name"].replace("-", "_")
+                    target = f"http://{auth_upstream}{auth_path}" if keepalive else f"http://127.0.0.1:{ports[auth_svc]}{auth_path}"
                     locations.append(f"""
         location = {name} {{
             internal;
