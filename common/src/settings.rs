@@ -152,8 +152,8 @@ pub struct DatabaseSettings {
     #[serde(with = "duration")]
     pub db_timeout: Duration,
     /// `DB_STATEMENT_TIMEOUT`: PostgreSQL cancels a statement that runs longer (the request
-    /// then fails with a 5xx instead of holding a connection). SQLite's counterpart is its
-    /// fixed 10 s `busy_timeout`.
+    /// then fails with a 5xx instead of holding a connection). On SQLite it is the
+    /// `busy_timeout`: how long a statement waits for the write lock before it fails.
     #[serde(with = "duration")]
     pub db_statement_timeout: Duration,
 }
