@@ -10,7 +10,7 @@
 //!
 //! Scaled down: the servers keep idle connections 1.5 s (`KEEP_ALIVE`; actix may close one up
 //! to 0.5 s early, see `common::settings::KEEP_ALIVE_MARGIN`), the project's clients drop them
-//! after 0.5 s, and the pauses between requests are 0.4 s (reuse) or 1.7 s (past both).
+//! after 0.5 s, and the pauses between requests are 0.25 s (reuse) or 1.7 s (past both).
 
 use std::{
     net::SocketAddr,
@@ -35,7 +35,7 @@ const ALIGNED_IDLE: Duration = Duration::from_millis(500);
 /// reqwest's default idle timeout, which the clients had before: longer than any keep-alive.
 const REQWEST_DEFAULT_IDLE: Duration = Duration::from_secs(90);
 /// A pause after which a pooled connection is reused by every client.
-const SHORT: Duration = Duration::from_millis(400);
+const SHORT: Duration = Duration::from_millis(250);
 /// A pause longer than `KEEP_ALIVE`: the server has closed the idle connection by then.
 const LONG: Duration = Duration::from_millis(1700);
 /// Requests after a long pause, per test.
@@ -242,9 +242,14 @@ async fn a_client_that_drops_idle_connections_before_the_server_loses_none() {
         0,
         "a request was written on a closed connection"
     );
-    // each short pause reused the connection, each long one started a new one: the test did
-    // exercise reuse, and the pool never reused a connection idle past its timeout
-    assert_eq!(relay.accepted(), 1 + ROUNDS);
+    // each long pause started a new connection (the pool never reuses one idle past its
+    // timeout), and short ones reused theirs: the test did exercise reuse (a short pause that
+    // a loaded machine stretched past 0.5 s may start one more; never all of them do)
+    assert!(
+        (1 + ROUNDS..1 + 2 * ROUNDS).contains(&relay.accepted()),
+        "{} connections",
+        relay.accepted()
+    );
 }
 
 #[actix_web::test]
