@@ -159,8 +159,9 @@ impl Default for Connections {
 
 impl StackSettings {
     /// Refuses settings under which a client could reuse a pooled connection its server is
-    /// closing: for every call in [`CALLS`], the callee's `KEEP_ALIVE` must be longer than the
-    /// caller's `HTTP_POOL_IDLE_TIMEOUT`. The error names every pair that is not.
+    /// closing: for every call in [`CALLS`], the callee's `KEEP_ALIVE` must be at least
+    /// `common::settings::KEEP_ALIVE_MARGIN` (1 s) longer than the caller's
+    /// `HTTP_POOL_IDLE_TIMEOUT`. The error names every pair that is not.
     pub fn check_keep_alive(&self) -> anyhow::Result<()> {
         let connections = |name: &str| self.service::<Connections>(name, &[]);
         let mut errors = Vec::new();
