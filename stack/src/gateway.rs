@@ -750,7 +750,11 @@ mod tests {
             ..Default::default()
         };
         let client = common::http::client(&settings, None).unwrap();
-        let refused = format!("http://127.0.0.1:{}/", common::testing::free_port());
+        // a port held by a socket that never listens: connecting is refused, and no other
+        // server of this or another test can take the port meanwhile (a freed port could be)
+        let unlistened = tokio::net::TcpSocket::new_v4().unwrap();
+        unlistened.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let refused = format!("http://{}/", unlistened.local_addr().unwrap());
         let (closed, reset) = (server(Then::Close).await, server(Then::Reset).await);
         let (silent, garbage) = (server(Then::Silent).await, server(Then::Garbage).await);
         let never_sent = Some("cannot connect");
