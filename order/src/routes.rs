@@ -245,6 +245,7 @@ async fn get(
         (status = 200, description = "Paid (`Processing`) or declined (`Failed`)", body = PayAnswer),
         (status = 400, description = "`id` is not a 64-bit integer", body = ProblemSchema, content_type = "application/problem+json"),
         (status = 404, description = "No such order of the caller's", body = ProblemSchema, content_type = "application/problem+json"),
+        (status = 502, description = "Billing refused the call or answered in a way order cannot read; the order is unchanged and paying again is safe", body = ProblemSchema, content_type = "application/problem+json"),
         ProtectedErrors,
     ),
     security(("session" = [])),
