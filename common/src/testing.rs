@@ -70,6 +70,11 @@ impl TestDir {
     pub fn path(&self) -> &Path {
         &self.path
     }
+
+    /// Keeps the directory (for a failed test's evidence): it is no longer removed on drop.
+    pub fn keep(mut self) -> PathBuf {
+        std::mem::take(&mut self.path)
+    }
 }
 
 impl Drop for TestDir {

@@ -21,7 +21,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{http::Running, settings::ClientSettings};
+use common::{http::Running, settings::ClientSettings, testing::TestDir};
 use reqwest::StatusCode;
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
@@ -142,12 +142,12 @@ async fn relay(mut client: TcpStream, mut server: TcpStream, counts: Arc<Counts>
 }
 
 /// `service`'s settings with the tests' keep-alive, one worker, a free port and a fresh
-/// SQLite file (the requests here never reach the database).
-fn settings<T>(service: &str, extra: &[(&str, &str)]) -> T
+/// SQLite file in `dir` (the requests here never reach the database).
+fn settings<T>(dir: &TestDir, service: &str, extra: &[(&str, &str)]) -> T
 where
     T: serde::Serialize + serde::de::DeserializeOwned + Default,
 {
-    let db = common::testing::fresh_dir("keep-alive").join(format!("{service}.db"));
+    let db = dir.path().join(format!("{service}.db"));
     let mut vars = vec![
         ("PORT", "0"),
         ("WORKERS", "1"),
@@ -187,7 +187,8 @@ async fn health(client: &reqwest::Client, relay: &Relay) -> Result<StatusCode, S
 #[actix_web::test]
 async fn a_client_that_keeps_idle_connections_longer_than_the_server_loses_every_reuse() {
     common::telemetry::init_for_tests();
-    let relay = behind_a_relay(billing::start(settings("billing", &[]))).await;
+    let dir = TestDir::new("keep-alive");
+    let relay = behind_a_relay(billing::start(settings(&dir, "billing", &[]))).await;
     let client = client(REQWEST_DEFAULT_IDLE);
 
     let mut failures = Vec::new();
@@ -214,7 +215,8 @@ async fn a_client_that_keeps_idle_connections_longer_than_the_server_loses_every
 #[actix_web::test]
 async fn a_client_that_drops_idle_connections_before_the_server_loses_none() {
     common::telemetry::init_for_tests();
-    let relay = behind_a_relay(billing::start(settings("billing", &[]))).await;
+    let dir = TestDir::new("keep-alive");
+    let relay = behind_a_relay(billing::start(settings(&dir, "billing", &[]))).await;
     let client = client(ALIGNED_IDLE);
 
     let mut answers = Vec::new();
@@ -255,7 +257,9 @@ async fn a_client_that_drops_idle_connections_before_the_server_loses_none() {
 #[actix_web::test]
 async fn the_gateway_repeats_an_idempotent_request_lost_with_its_connection_and_no_post() {
     common::telemetry::init_for_tests();
+    let dir = TestDir::new("keep-alive");
     let auth_settings: auth::Settings = settings(
+        &dir,
         "auth",
         &[
             ("BCRYPT_COST", "4"),

@@ -329,7 +329,9 @@ fn the_readme_quick_start_prints_what_it_shows() {
     let walkthrough = block(&mut blocks, "curl commands", |c| c.starts_with("curl "));
 
     // a directory of its own, as a fresh checkout: the stack's `data/`, curl's `jar`, the logs
-    let dir = common::testing::fresh_dir("readme");
+    // (removed when the test ends, unless the comparison fails: then it is kept as evidence)
+    let run_dir = common::testing::TestDir::new("readme");
+    let dir = run_dir.path().to_path_buf();
     std::fs::create_dir_all(&dir).unwrap();
     let mut stack = Stack {
         child: Command::new(env!("CARGO_BIN_EXE_stack"))
@@ -415,16 +417,11 @@ fn the_readme_quick_start_prints_what_it_shows() {
         }
     }
     drop(stack);
-    assert!(
-        report.is_empty(),
-        "README Quick start and the system disagree (timestamps shown as <timestamp>; the run \
-         is kept in {}):\n{report}",
-        dir.display()
-    );
-
-    // passed: nothing worth keeping. Only ever the directory this test made under the tests' own
-    // temporary root.
-    let root = std::env::temp_dir().join("shop-tests");
-    assert!(dir.starts_with(&root) && dir != root);
-    std::fs::remove_dir_all(&dir).unwrap();
+    if !report.is_empty() {
+        panic!(
+            "README Quick start and the system disagree (timestamps shown as <timestamp>; the \
+             run is kept in {}):\n{report}",
+            run_dir.keep().display()
+        );
+    }
 }
