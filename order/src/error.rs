@@ -6,6 +6,8 @@ use common::{
     problem::{self, Problem},
 };
 
+use crate::clients::BillingError;
+
 pub type Result<T, E = OrderError> = std::result::Result<T, E>;
 
 #[derive(Debug, thiserror::Error)]
@@ -28,6 +30,20 @@ pub enum OrderError {
     BillingBadAnswer(String),
     #[error(transparent)]
     Db(#[from] DbError),
+}
+
+/// Billing gave no answer to act on: unknown outcome (503, pay again), refused (502), or an
+/// answer order cannot read (502).
+impl From<BillingError> for OrderError {
+    fn from(e: BillingError) -> Self {
+        match e {
+            BillingError::Unavailable(_) | BillingError::TimedOut(_) => {
+                OrderError::BillingUnavailable(e.to_string())
+            }
+            BillingError::Refused(_) => OrderError::BillingRefused(e.to_string()),
+            BillingError::BadAnswer(_) => OrderError::BillingBadAnswer(e.to_string()),
+        }
+    }
 }
 
 impl From<diesel::result::Error> for OrderError {

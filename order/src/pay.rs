@@ -17,7 +17,7 @@ use common::{
 };
 
 use crate::{
-    clients::{BillingClient, BillingError, NotificationClient, PaymentAnswer},
+    clients::{BillingClient, NotificationClient, PaymentAnswer},
     db::{OrderRow, Payer},
     domain::Status,
     error::{OrderError, Result},
@@ -54,18 +54,6 @@ pub enum Delivery {
     /// No message: the order's status has none queued (cannot happen after a verdict, but
     /// an order paid before the outbox existed would have none).
     Nothing,
-}
-
-impl From<BillingError> for OrderError {
-    fn from(e: BillingError) -> Self {
-        match e {
-            BillingError::Unavailable(_) | BillingError::TimedOut(_) => {
-                OrderError::BillingUnavailable(e.to_string())
-            }
-            BillingError::Refused(_) => OrderError::BillingRefused(e.to_string()),
-            BillingError::BadAnswer(_) => OrderError::BillingBadAnswer(e.to_string()),
-        }
-    }
 }
 
 impl Payments {
