@@ -7,3 +7,4 @@ mod harness;
 mod helpers;
 mod limits;
 mod payments;
+mod pool;
