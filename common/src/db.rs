@@ -88,13 +88,12 @@ impl Instrumentation for Health {
             error: Some(DieselError::DatabaseError(kind, _)),
             ..
         } = event
-        {
-            if matches!(
+            && matches!(
                 kind,
                 DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand
-            ) {
-                self.lost = true;
-            }
+            )
+        {
+            self.lost = true;
         }
     }
 }
