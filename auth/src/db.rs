@@ -31,8 +31,11 @@ diesel::table! {
         id -> Text,
         state -> Text,
         expires_at -> Timestamp,
+        user_id -> Nullable<BigInt>,
     }
 }
+
+diesel::allow_tables_to_appear_in_same_query!(users, sessions);
 
 /// A user as stored, password hash included: never serialize this.
 #[derive(Debug, Clone, Queryable, Selectable)]
@@ -41,6 +44,17 @@ pub struct User {
     pub id: i64,
     pub login: String,
     pub password_hash: String,
+    pub email: String,
+    pub first_name: String,
+    pub last_name: String,
+}
+
+/// What the forward-auth check tells about a session's user (no password hash).
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable)]
+#[diesel(table_name = users)]
+pub struct SessionUser {
+    pub id: i64,
+    pub login: String,
     pub email: String,
     pub first_name: String,
     pub last_name: String,
@@ -136,34 +150,61 @@ pub mod session {
         }
     }
 
+    /// Who a live session belongs to, in one statement: the forward-auth check. A session
+    /// found expired is deleted on sight (a second statement, only then).
+    pub fn identity(
+        conn: &mut AnyConnection,
+        id: &str,
+        now: NaiveDateTime,
+    ) -> Result<Option<(SessionUser, NaiveDateTime)>, DieselError> {
+        let found = sessions::table
+            .inner_join(users::table.on(sessions::user_id.eq(users::id.nullable())))
+            .filter(sessions::id.eq(id))
+            .filter(sessions::expires_at.gt(now))
+            .select((SessionUser::as_select(), sessions::expires_at))
+            .first(conn)
+            .optional()?;
+        if found.is_none() {
+            diesel::delete(sessions::table.find(id))
+                .filter(sessions::expires_at.le(now))
+                .execute(conn)?;
+        }
+        Ok(found)
+    }
+
+    /// Stores a new session; `user_id` is the user its state names, if any.
     pub fn insert(
         conn: &mut AnyConnection,
         id: &str,
         state: &str,
+        user_id: Option<i64>,
         expires_at: NaiveDateTime,
     ) -> Result<(), DieselError> {
         diesel::insert_into(sessions::table)
             .values((
                 sessions::id.eq(id),
                 sessions::state.eq(state),
+                sessions::user_id.eq(user_id),
                 sessions::expires_at.eq(expires_at),
             ))
             .execute(conn)
             .map(drop)
     }
 
-    /// Updates a session; false if it no longer exists (expired and cleaned, or revoked).
+    /// Updates a session (its state and user, or only its expiry); false if it no longer
+    /// exists (expired and cleaned, or revoked).
     pub fn update(
         conn: &mut AnyConnection,
         id: &str,
-        state: Option<&str>,
+        state: Option<(&str, Option<i64>)>,
         expires_at: NaiveDateTime,
     ) -> Result<bool, DieselError> {
         let target = sessions::table.find(id);
         let updated = match state {
-            Some(state) => diesel::update(target)
+            Some((state, user_id)) => diesel::update(target)
                 .set((
                     sessions::state.eq(state),
+                    sessions::user_id.eq(user_id),
                     sessions::expires_at.eq(expires_at),
                 ))
                 .execute(conn)?,

@@ -2,7 +2,8 @@
 //! check (`GET /auth`) the ingress asks before every protected request.
 //!
 //! Layout: [`domain`] parses input (login, password, email, names), [`password`] hashes off
-//! the async workers, [`session_store`] keeps sessions in auth's own database, [`db`] holds
+//! the async workers, [`session_store`] keeps sessions in auth's own database,
+//! [`session_cache`] answers the forward-auth check from memory, [`db`] holds
 //! the queries, [`billing_client`] opens a new user's account, [`routes`] is the HTTP surface.
 
 pub mod billing_client;
@@ -11,6 +12,7 @@ pub mod domain;
 pub mod error;
 pub mod password;
 pub mod routes;
+pub mod session_cache;
 pub mod session_store;
 pub mod settings;
 #[cfg(feature = "test-util")]
@@ -18,7 +20,7 @@ pub mod testing;
 
 use actix_web::web;
 use common::{
-    db::Migrations,
+    db::{Backend, DatabaseUrl, Migrations},
     http::{self, Running},
 };
 use diesel_migrations::embed_migrations;
@@ -41,6 +43,7 @@ pub fn migrate(settings: &Settings) -> anyhow::Result<()> {
 pub fn start(settings: Settings) -> anyhow::Result<Running> {
     settings.validate()?;
     let (server, database) = (settings.server.clone(), settings.database.clone());
+    let database_backend = DatabaseUrl::parse(&database.database_url)?.backend();
     http::launch("auth", &server, &database, MIGRATIONS, move |pool| {
         let state = web::Data::new(routes::AuthState {
             hasher: password::Hasher::new(settings.bcrypt_cost)?,
@@ -54,8 +57,18 @@ pub fn start(settings: Settings) -> anyhow::Result<Running> {
                 settings.client.retry_policy(),
             ),
         });
+        let cache = session_cache::SessionCache::new(
+            settings.session_cache_size,
+            // SQLite: one process owns the file and evicts by itself; PostgreSQL: once the
+            // listener hears every replica's changes
+            database_backend == Backend::Sqlite,
+        );
+        if database_backend == Backend::Postgres {
+            session_cache::spawn_listener(settings.database.database_url.clone(), &cache)?;
+        }
         let sessions = routes::SessionConfig {
-            store: session_store::DbSessionStore::new(pool.clone()),
+            store: session_store::DbSessionStore::new(pool.clone(), cache.clone()),
+            cache,
             key: settings.cookie_key()?,
             ttl: settings.session_ttl,
             secure: settings.session_cookie_secure,

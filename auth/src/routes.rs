@@ -1,12 +1,15 @@
 //! Auth's HTTP surface. The whole route table is [`configure`].
 
+use std::sync::Arc;
+
 use actix_session::{
     Session, SessionMiddleware,
     config::{CookieContentSecurity, PersistentSession},
+    storage::SessionKey,
 };
 use actix_web::{
     HttpRequest, HttpResponse,
-    cookie::{Key, SameSite, time::Duration as CookieDuration},
+    cookie::{CookieJar, Key, SameSite, time::Duration as CookieDuration},
     http::header::{CACHE_CONTROL, HeaderValue},
     web,
 };
@@ -24,13 +27,12 @@ use crate::{
     domain::{Email, Login, Name, Password, key_of},
     error::{AuthError, Result},
     password::Hasher,
-    session_store::DbSessionStore,
+    session_cache::{Lookup, SessionCache},
+    session_store::{DbSessionStore, USER_ID, row_id},
 };
 
 /// The name of the session cookie (api-contract.md).
 pub const COOKIE_NAME: &str = "session_id";
-/// The session entry holding the logged-in user's id.
-const USER_ID: &str = "user_id";
 
 /// What the handlers share.
 pub struct AuthState {
@@ -50,9 +52,32 @@ pub struct LoginLimit {
 #[derive(Clone)]
 pub struct SessionConfig {
     pub store: DbSessionStore,
+    /// The forward-auth check's cache; the store evicts what it changes.
+    pub cache: SessionCache,
     pub key: Key,
     pub ttl: std::time::Duration,
     pub secure: bool,
+}
+
+/// What the forward-auth check needs: the cookie key and the session cache. It reads the
+/// cookie itself instead of going through the session middleware: a cached session then costs
+/// no database read, and a missed one a single query (session joined to its user).
+struct ForwardAuth {
+    key: Key,
+    cache: SessionCache,
+}
+
+impl ForwardAuth {
+    /// The row id of the session the request's cookie names, if the cookie is genuine (it is
+    /// encrypted and authenticated with the session key, as the middleware makes it).
+    fn session_id(&self, req: &HttpRequest) -> Option<String> {
+        let cookie = req.cookie(COOKIE_NAME)?;
+        let mut jar = CookieJar::new();
+        jar.add_original(cookie);
+        let value = jar.private(&self.key).get(COOKIE_NAME)?;
+        let key = SessionKey::try_from(value.value().to_owned()).ok()?;
+        Some(row_id(&key))
+    }
 }
 
 impl SessionConfig {
@@ -78,7 +103,12 @@ pub fn configure(
     state: &web::Data<AuthState>,
     sessions: &SessionConfig,
 ) {
+    let forward_auth = web::Data::new(ForwardAuth {
+        key: sessions.key.clone(),
+        cache: sessions.cache.clone(),
+    });
     cfg.app_data(state.clone())
+        .app_data(forward_auth)
         // public (the ingress routes these without forward-auth)
         .service(web::resource("/register").post(register))
         .service(web::resource("/signin").get(signin))
@@ -94,7 +124,7 @@ pub fn configure(
                 .post(logout),
         )
         // the forward-auth check, also public so a client can ask who it is
-        .service(web::resource("/auth").wrap(sessions.middleware()).get(auth))
+        .service(web::resource("/auth").get(auth))
         // protected (behind forward-auth)
         .service(web::resource("/users/me").get(me).put(update_me));
 }
@@ -144,6 +174,18 @@ struct UserView {
     email: String,
     first_name: String,
     last_name: String,
+}
+
+impl From<&Identity> for UserView {
+    fn from(i: &Identity) -> Self {
+        UserView {
+            id: i.user_id,
+            login: i.login.clone(),
+            email: i.email.clone(),
+            first_name: i.first_name.clone(),
+            last_name: i.last_name.clone(),
+        }
+    }
 }
 
 impl From<User> for UserView {
@@ -371,6 +413,9 @@ fn is_subrequest(req: &HttpRequest) -> bool {
 /// `GET /auth`: who the session cookie belongs to, from the session alone. 200 with the
 /// identity headers (and the user JSON, except for the ingress's sub-request, which gets an
 /// empty body so nginx can keep the connection alive), or 401.
+///
+/// From the session cache when it holds the session (no database, no thread-pool hop); else
+/// one query, whose answer fills the cache ([`crate::session_cache`]).
 #[utoipa::path(
     get,
     path = "/auth",
@@ -387,26 +432,31 @@ fn is_subrequest(req: &HttpRequest) -> bool {
     ),
     security(("session" = [])),
 )]
-async fn auth(req: HttpRequest, pool: web::Data<Pool>, session: Session) -> Result<HttpResponse> {
-    let user_id = session
-        .get::<i64>(USER_ID)
-        .ok()
-        .flatten()
-        .ok_or(AuthError::NotLoggedIn)?;
-    let Some(user) = db::run(&pool, move |conn| {
-        crate::db::user_by_id(conn, user_id).map_err(AuthError::from)
-    })
-    .await?
-    else {
-        session.purge();
-        return Err(AuthError::NotLoggedIn);
-    };
-    let identity = Identity {
-        user_id: user.id,
-        login: user.login.clone(),
-        email: user.email.clone(),
-        first_name: user.first_name.clone(),
-        last_name: user.last_name.clone(),
+async fn auth(
+    req: HttpRequest,
+    pool: web::Data<Pool>,
+    check: web::Data<ForwardAuth>,
+) -> Result<HttpResponse> {
+    let id = check.session_id(&req).ok_or(AuthError::NotLoggedIn)?;
+    let identity = match check.cache.lookup(&id, now()) {
+        Lookup::Hit(identity) => identity,
+        Lookup::Miss(ticket) => {
+            let row = id.clone();
+            let (user, expires_at) = db::run(&pool, move |conn| {
+                crate::db::session::identity(conn, &row, now()).map_err(AuthError::from)
+            })
+            .await?
+            .ok_or(AuthError::NotLoggedIn)?;
+            let identity = Arc::new(Identity {
+                user_id: user.id,
+                login: user.login,
+                email: user.email,
+                first_name: user.first_name,
+                last_name: user.last_name,
+            });
+            check.cache.fill(ticket, id, identity.clone(), expires_at);
+            identity
+        }
     };
     let mut res = HttpResponse::Ok();
     for header in identity.to_headers() {
@@ -416,7 +466,7 @@ async fn auth(req: HttpRequest, pool: web::Data<Pool>, session: Session) -> Resu
     if is_subrequest(&req) {
         Ok(res.finish())
     } else {
-        Ok(res.json(UserView::from(user)))
+        Ok(res.json(UserView::from(&*identity)))
     }
 }
 
@@ -469,6 +519,7 @@ struct ProfileRequest {
 )]
 async fn update_me(
     pool: web::Data<Pool>,
+    check: web::Data<ForwardAuth>,
     identity: Identity,
     Json(body): Json<ProfileRequest>,
 ) -> Result<HttpResponse> {
@@ -493,11 +544,15 @@ async fn update_me(
             .map(|n| n.as_str().to_string()),
         updated_at: Some(now()),
     };
+    let user_id = identity.user_id;
     let user = db::run(&pool, move |conn| {
-        crate::db::update_profile(conn, identity.user_id, &change).map_err(AuthError::from)
+        crate::db::update_profile(conn, user_id, &change).map_err(AuthError::from)
     })
-    .await?
-    .ok_or(AuthError::UserNotFound)?;
+    .await;
+    // the identity headers of every session of this user change: forget them (other replicas
+    // hear it from PostgreSQL)
+    check.cache.evict_user(user_id);
+    let user = user?.ok_or(AuthError::UserNotFound)?;
     log::info!("user {} updated their profile", user.id);
     Ok(HttpResponse::Ok().json(UserView::from(user)))
 }

@@ -13,23 +13,37 @@ use actix_web::cookie::time::Duration as CookieDuration;
 use common::db::{self, DbError, Pool};
 use sha2::{Digest, Sha256};
 
-use crate::db::{now, session};
+use crate::{
+    db::{now, session},
+    session_cache::SessionCache,
+};
 
 type State = HashMap<String, String>;
+
+/// The session entry holding the logged-in user's id.
+pub const USER_ID: &str = "user_id";
 
 #[derive(Clone)]
 pub struct DbSessionStore {
     pool: Pool,
+    /// The forward-auth check's cache: what this store changes or deletes, it evicts.
+    cache: SessionCache,
 }
 
 impl DbSessionStore {
-    pub fn new(pool: Pool) -> Self {
-        Self { pool }
+    pub fn new(pool: Pool, cache: SessionCache) -> Self {
+        Self { pool, cache }
     }
 }
 
-fn row_id(key: &SessionKey) -> String {
+/// The id of a session's row: the SHA-256 of its key.
+pub fn row_id(key: &SessionKey) -> String {
     hex::encode(Sha256::digest(key.as_ref().as_bytes()))
+}
+
+/// The user a session state names (actix-session keeps each value as JSON: `"42"`).
+fn user_of(state: &State) -> Option<i64> {
+    state.get(USER_ID).and_then(|v| v.parse().ok())
 }
 
 fn expiry(ttl: &CookieDuration) -> chrono::NaiveDateTime {
@@ -53,9 +67,9 @@ impl SessionStore for DbSessionStore {
     async fn save(&self, state: State, ttl: &CookieDuration) -> Result<SessionKey, SaveError> {
         let body = serde_json::to_string(&state).map_err(|e| SaveError::Serialization(e.into()))?;
         let key = generate_session_key();
-        let (id, expires_at) = (row_id(&key), expiry(ttl));
+        let (id, expires_at, user) = (row_id(&key), expiry(ttl), user_of(&state));
         db::run(&self.pool, move |conn| {
-            session::insert(conn, &id, &body, expires_at).map_err(DbError::from)
+            session::insert(conn, &id, &body, user, expires_at).map_err(DbError::from)
         })
         .await
         .map_err(|e| SaveError::Other(e.into()))?;
@@ -70,12 +84,14 @@ impl SessionStore for DbSessionStore {
     ) -> Result<SessionKey, UpdateError> {
         let body =
             serde_json::to_string(&state).map_err(|e| UpdateError::Serialization(e.into()))?;
-        let (id, expires_at) = (row_id(&key), expiry(ttl));
+        let (id, expires_at, user) = (row_id(&key), expiry(ttl), user_of(&state));
+        let evicted = id.clone();
         let found = db::run(&self.pool, move |conn| {
-            session::update(conn, &id, Some(&body), expires_at).map_err(DbError::from)
+            session::update(conn, &id, Some((&body, user)), expires_at).map_err(DbError::from)
         })
-        .await
-        .map_err(|e| UpdateError::Other(e.into()))?;
+        .await;
+        self.cache.evict_session(&evicted);
+        let found = found.map_err(|e| UpdateError::Other(e.into()))?;
         if found {
             Ok(key)
         } else {
@@ -92,19 +108,26 @@ impl SessionStore for DbSessionStore {
         ttl: &CookieDuration,
     ) -> Result<(), anyhow::Error> {
         let (id, expires_at) = (row_id(key), expiry(ttl));
-        db::run(&self.pool, move |conn| {
+        let evicted = id.clone();
+        let updated = db::run(&self.pool, move |conn| {
             session::update(conn, &id, None, expires_at).map_err(DbError::from)
         })
-        .await?;
+        .await;
+        self.cache.evict_session(&evicted);
+        updated?;
         Ok(())
     }
 
     async fn delete(&self, key: &SessionKey) -> Result<(), anyhow::Error> {
         let id = row_id(key);
-        db::run(&self.pool, move |conn| {
+        let evicted = id.clone();
+        let deleted = db::run(&self.pool, move |conn| {
             session::delete(conn, &id).map_err(DbError::from)
         })
-        .await?;
+        .await;
+        // after the delete: a check that read the row before it cannot refill the cache
+        self.cache.evict_session(&evicted);
+        deleted?;
         Ok(())
     }
 }

@@ -33,6 +33,10 @@ pub struct Settings {
     /// `SESSION_CLEANUP_INTERVAL`: how often expired sessions are deleted.
     #[serde(with = "common::settings::duration")]
     pub session_cleanup_interval: Duration,
+    /// `SESSION_CACHE_SIZE`: sessions the forward-auth check keeps in memory (0: none, every
+    /// check reads the database). Revocations reach every replica's cache within
+    /// milliseconds (`auth::session_cache`).
+    pub session_cache_size: usize,
     /// `BCRYPT_COST`: bcrypt work factor, 4–31 (each step doubles the time; 12 ≈ 250 ms).
     pub bcrypt_cost: u32,
     /// `LOGIN_MAX_FAILURES`: failed logins for one login within `LOGIN_FAILURE_WINDOW` after
@@ -55,6 +59,7 @@ impl Default for Settings {
             session_key_file: "data/auth-session.key".into(),
             session_cookie_secure: false,
             session_cleanup_interval: Duration::from_secs(600),
+            session_cache_size: 10_000,
             bcrypt_cost: 12,
             login_max_failures: 5,
             login_failure_window: Duration::from_secs(15 * 60),

@@ -4,5 +4,6 @@
 mod helpers;
 mod login;
 mod register;
+mod revocation;
 mod sessions;
 mod users;
