@@ -68,12 +68,18 @@ fn a_recently_used_connection_is_not_pinged_and_a_closed_one_is_replaced() {
         last.contains("pg_backend_pid"),
         "a statement ran at checkout; last statement: {last}"
     );
-    assert_eq!(pid(&mut again), first, "the pool hands out its idle connection");
+    assert_eq!(
+        pid(&mut again),
+        first,
+        "the pool hands out its idle connection"
+    );
 
     // the server closes it (a restart, an idle-connection killer, a failover)
-    diesel::sql_query(format!("SELECT pg_terminate_backend({first})::text AS query"))
-        .get_result::<LastQuery>(&mut observer)
-        .unwrap();
+    diesel::sql_query(format!(
+        "SELECT pg_terminate_backend({first})::text AS query"
+    ))
+    .get_result::<LastQuery>(&mut observer)
+    .unwrap();
     drop(observer);
     std::thread::sleep(std::time::Duration::from_millis(200));
     let err = diesel::sql_query("SELECT 1")
