@@ -8,7 +8,7 @@ use common::{
 };
 use diesel::{
     prelude::*,
-    result::Error as DieselError,
+    result::{DatabaseErrorKind, Error as DieselError},
     sql_types::{BigInt, Text, Timestamp},
 };
 
@@ -290,8 +290,20 @@ impl<T> Rollback<T> {
 /// it replays the first outcome instead of charging again. A declined payment rolls its claim
 /// back, so the order may be paid later.
 pub fn pay(conn: &mut AnyConnection, payment: &Payment) -> Result<PaymentOutcome, DieselError> {
+    match charge(conn, payment) {
+        // the user has no account yet (billing was down when auth announced them): the
+        // claim's foreign key refused it; open one and charge again (declined: it is empty)
+        Err(DieselError::DatabaseError(DatabaseErrorKind::ForeignKeyViolation, _)) => {
+            open_account(conn, payment.user_id)?;
+            charge(conn, payment)
+        }
+        outcome => outcome,
+    }
+}
+
+/// [`pay`] on an account that exists: claim, debit, ledger row, in one transaction.
+fn charge(conn: &mut AnyConnection, payment: &Payment) -> Result<PaymentOutcome, DieselError> {
     let result = write_transaction(conn, |conn| {
-        open_account(conn, payment.user_id)?;
         let claimed = diesel::sql_query(
             "INSERT INTO payments (order_id, user_id, amount, created_at) VALUES ($1, $2, $3, $4) \
              ON CONFLICT DO NOTHING",

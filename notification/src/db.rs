@@ -43,27 +43,51 @@ pub struct NewNotification {
 }
 
 /// Stores the message unless its key was stored before. Returns the stored row and whether
-/// this call created it.
+/// this call created it. One statement, unless the key was stored before (then its row is
+/// read).
 pub fn store(
     conn: &mut AnyConnection,
     new: &NewNotification,
 ) -> Result<(Notification, bool), DieselError> {
+    use chrono::SubsecRound;
+    // to the microsecond both databases keep: the row built here equals the row read back
+    let created_at = chrono::Utc::now().naive_utc().trunc_subsecs(6);
     let inserted = diesel::sql_query(
         "INSERT INTO notifications (idempotency_key, user_id, email, order_id, message, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (idempotency_key) DO NOTHING",
+         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (idempotency_key) DO NOTHING RETURNING id",
     )
     .bind::<Text, _>(&new.key)
     .bind::<BigInt, _>(new.user_id)
     .bind::<Text, _>(&new.email)
     .bind::<BigInt, _>(new.order_id)
     .bind::<Text, _>(&new.message)
-    .bind::<Timestamp, _>(chrono::Utc::now().naive_utc())
-    .execute(conn)?;
+    .bind::<Timestamp, _>(created_at)
+    .get_result::<Id>(conn)
+    .optional()?;
+    if let Some(Id { id }) = inserted {
+        let stored = Notification {
+            id,
+            idempotency_key: new.key.clone(),
+            user_id: new.user_id,
+            email: new.email.clone(),
+            order_id: new.order_id,
+            message: new.message.clone(),
+            created_at,
+        };
+        return Ok((stored, true));
+    }
     let stored = notifications::table
         .filter(notifications::idempotency_key.eq(&new.key))
         .select(Notification::as_select())
         .first(conn)?;
-    Ok((stored, inserted == 1))
+    Ok((stored, false))
+}
+
+/// A row id `RETURNING` gave.
+#[derive(QueryableByName)]
+struct Id {
+    #[diesel(sql_type = BigInt)]
+    id: i64,
 }
 
 /// A user's newest `limit` messages.

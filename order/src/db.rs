@@ -81,8 +81,11 @@ pub struct OutboxRow {
     pub delivered_at: Option<NaiveDateTime>,
 }
 
+/// The time, to the microsecond both databases keep: a row built in memory from it equals
+/// the row read back.
 pub fn now() -> NaiveDateTime {
-    chrono::Utc::now().naive_utc()
+    use chrono::SubsecRound;
+    chrono::Utc::now().naive_utc().trunc_subsecs(6)
 }
 
 /// How a create with an idempotency key went.
@@ -95,6 +98,7 @@ pub enum Created {
 }
 
 /// Creates an order; with a key, at most one per (user, key) however many arrive at once.
+/// One statement, unless the key was used before (then its order is read).
 pub fn create(
     conn: &mut AnyConnection,
     user_id: i64,
@@ -102,6 +106,16 @@ pub fn create(
     key: Option<&str>,
 ) -> Result<Created, DieselError> {
     let at = now();
+    let row = |id, request_fingerprint| OrderRow {
+        id,
+        user_id,
+        amount: order.amount.minor(),
+        description: order.description.clone(),
+        status: Status::Pending,
+        request_fingerprint,
+        created_at: at,
+        updated_at: at,
+    };
     let Some(key) = key else {
         let id = diesel::insert_into(orders::table)
             .values((
@@ -114,16 +128,14 @@ pub fn create(
             ))
             .returning(orders::id)
             .get_result::<i64>(conn)?;
-        return Ok(Created::New(
-            find(conn, user_id, id)?.ok_or(DieselError::NotFound)?,
-        ));
+        return Ok(Created::New(row(id, None)));
     };
     let fingerprint = order.fingerprint();
     // a concurrent duplicate waits here for the first and then sees its row
     let inserted = diesel::sql_query(
         "INSERT INTO orders (user_id, amount, description, status, idempotency_key, \
          request_fingerprint, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
-         ON CONFLICT (user_id, idempotency_key) DO NOTHING",
+         ON CONFLICT (user_id, idempotency_key) DO NOTHING RETURNING id",
     )
     .bind::<BigInt, _>(user_id)
     .bind::<BigInt, _>(order.amount.minor())
@@ -133,20 +145,21 @@ pub fn create(
     .bind::<Nullable<Text>, _>(Some(&fingerprint))
     .bind::<Timestamp, _>(at)
     .bind::<Timestamp, _>(at)
-    .execute(conn)?;
-    let row = orders::table
+    .get_result::<Id>(conn)
+    .optional()?;
+    if let Some(Id { id }) = inserted {
+        return Ok(Created::New(row(id, Some(fingerprint))));
+    }
+    let first = orders::table
         .filter(orders::user_id.eq(user_id))
         .filter(orders::idempotency_key.eq(key))
         .select(OrderRow::as_select())
         .first(conn)?;
     Ok(
-        match (
-            inserted,
-            row.request_fingerprint.as_deref() == Some(fingerprint.as_str()),
-        ) {
-            (1, _) => Created::New(row),
-            (_, true) => Created::Replayed(row),
-            (_, false) => Created::KeyConflict,
+        if first.request_fingerprint.as_deref() == Some(fingerprint.as_str()) {
+            Created::Replayed(first)
+        } else {
+            Created::KeyConflict
         },
     )
 }
@@ -189,12 +202,16 @@ pub struct Payer<'a> {
 /// Records billing's answer: the order moves to `to` (unless it is already `Processing`,
 /// which is final) and, when its status changed, the message announcing it is queued in the
 /// same transaction. Returns the order and the message of its current status.
+///
+/// `order` is the row as read before billing was asked; when this call moves it, the answer
+/// is built from it and the new message's id (two statements), else both are read back.
 pub fn record_outcome(
     conn: &mut AnyConnection,
     payer: &Payer<'_>,
-    order_id: i64,
+    order: OrderRow,
     to: Status,
 ) -> Result<(OrderRow, Option<OutboxRow>), DieselError> {
+    let order_id = order.id;
     write_transaction(conn, |conn| {
         let at = now();
         let changed = diesel::update(orders::table.find(order_id))
@@ -204,25 +221,54 @@ pub fn record_outcome(
             .set((orders::status.eq(to), orders::updated_at.eq(at)))
             .execute(conn)?;
         if changed == 1 {
-            diesel::sql_query(
+            let (key, message) = (status_message_key(order_id, to), status_message(order_id, to));
+            let queued = diesel::sql_query(
                 "INSERT INTO outbox (idempotency_key, user_id, email, order_id, message, \
                  request_id, attempts, next_attempt_at, created_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, 0, $7, $8) ON CONFLICT (idempotency_key) DO NOTHING",
+                 VALUES ($1, $2, $3, $4, $5, $6, 0, $7, $8) \
+                 ON CONFLICT (idempotency_key) DO NOTHING RETURNING id",
             )
-            .bind::<Text, _>(status_message_key(order_id, to))
+            .bind::<Text, _>(&key)
             .bind::<BigInt, _>(payer.user_id)
             .bind::<Text, _>(payer.email)
             .bind::<BigInt, _>(order_id)
-            .bind::<Text, _>(status_message(order_id, to))
+            .bind::<Text, _>(&message)
             .bind::<Nullable<Text>, _>(payer.request_id)
             .bind::<Timestamp, _>(at)
             .bind::<Timestamp, _>(at)
-            .execute(conn)?;
+            .get_result::<Id>(conn)
+            .optional()?;
+            if let Some(Id { id }) = queued {
+                let order = OrderRow {
+                    status: to,
+                    updated_at: at,
+                    ..order
+                };
+                let message = OutboxRow {
+                    id,
+                    idempotency_key: key,
+                    user_id: payer.user_id,
+                    email: payer.email.to_string(),
+                    order_id,
+                    message,
+                    request_id: payer.request_id.map(str::to_string),
+                    attempts: 0,
+                    delivered_at: None,
+                };
+                return Ok((order, Some(message)));
+            }
         }
         let order = find(conn, payer.user_id, order_id)?.ok_or(DieselError::NotFound)?;
         let message = message_of(conn, order_id, order.status)?;
         Ok((order, message))
     })
+}
+
+/// A row id `RETURNING` gave.
+#[derive(QueryableByName)]
+struct Id {
+    #[diesel(sql_type = BigInt)]
+    id: i64,
 }
 
 /// The message announcing that `order_id` reached `status`, if one was queued.

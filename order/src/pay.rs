@@ -80,7 +80,7 @@ impl Payments {
                 email: &email,
                 request_id: request_id.as_deref(),
             };
-            crate::db::record_outcome(conn, &payer, order_id, verdict).map_err(OrderError::from)
+            crate::db::record_outcome(conn, &payer, order, verdict).map_err(OrderError::from)
         })
         .await?;
         log::info!(
