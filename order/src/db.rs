@@ -221,7 +221,10 @@ pub fn record_outcome(
             .set((orders::status.eq(to), orders::updated_at.eq(at)))
             .execute(conn)?;
         if changed == 1 {
-            let (key, message) = (status_message_key(order_id, to), status_message(order_id, to));
+            let (key, message) = (
+                status_message_key(order_id, to),
+                status_message(order_id, to),
+            );
             let queued = diesel::sql_query(
                 "INSERT INTO outbox (idempotency_key, user_id, email, order_id, message, \
                  request_id, attempts, next_attempt_at, created_at) \
