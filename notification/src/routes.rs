@@ -161,9 +161,10 @@ async fn create(pool: web::Data<Pool>, Json(body): Json<CreateRequest>) -> Resul
         return Err(NotificationError::KeyReused(new.key));
     }
     if created {
-        log::info!("stored \"{}\" for user {}", stored.message, stored.user_id);
+        // the order service logs the status change this announces; this is its echo
+        log::debug!("stored \"{}\" for user {}", stored.message, stored.user_id);
     } else {
-        log::info!(
+        log::debug!(
             "\"{}\" for user {} was stored before (key {})",
             stored.message,
             stored.user_id,

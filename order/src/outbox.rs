@@ -55,7 +55,16 @@ pub async fn deliver(
                     common::problem::chain(&e)
                 );
             }
-            log::info!("delivered \"{}\" to notification", message.message);
+            // a late delivery (the relay) is worth an info line; the usual one is not
+            if message.attempts > 0 {
+                log::info!(
+                    "delivered \"{}\" to notification after {} failed attempt(s)",
+                    message.message,
+                    message.attempts
+                );
+            } else {
+                log::debug!("delivered \"{}\" to notification", message.message);
+            }
             true
         }
         Err(error) => {

@@ -157,11 +157,11 @@ async fn create(
     .await?;
     let row = match created {
         Created::New(row) => {
-            log::info!("user {user} created order {} of {}", row.id, row.amount());
+            log::debug!("user {user} created order {} of {}", row.id, row.amount());
             row
         }
         Created::Replayed(row) => {
-            log::info!("user {user} replayed the creation of order {}", row.id);
+            log::debug!("user {user} replayed the creation of order {}", row.id);
             row
         }
         Created::KeyConflict => return Err(OrderError::KeyConflict),

@@ -28,7 +28,7 @@ use actix_web::{
         StatusCode,
         header::{self, HeaderMap, HeaderName, HeaderValue},
     },
-    middleware::{Logger, from_fn},
+    middleware::from_fn,
     web,
 };
 use common::{identity, problem, request_id};
@@ -442,8 +442,9 @@ pub fn serve(
     Ok(HttpServer::new(move || {
         App::new()
             .wrap(problem::middleware())
+            .wrap(from_fn(common::http::access_log))
             .wrap(from_fn(request_id::middleware))
-            .wrap(Logger::new(common::http::ACCESS_LOG_FORMAT).log_target("gateway"))
+            .app_data(web::Data::new(common::http::ServiceName("gateway")))
             .app_data(gateway.clone())
             // nginx's default client_max_body_size; the services enforce their own, smaller limit
             .app_data(web::PayloadConfig::new(1024 * 1024))
