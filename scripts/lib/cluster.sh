@@ -6,10 +6,17 @@
 #                             # Deployments give them, migrated first by `migrate` (the init
 #                             # container); nginx configured from the rendered Ingresses
 #   cluster_down              # stops all of it
+#   nginx_up NAME [OPTIONS]   # after cluster_up: one more nginx in front of the same services,
+#                             # in WORK/NAME, on a free port (NGINX_UP_BASE, NGINX_UP_PID);
+#                             # OPTIONS go to nginx_from_ingress.py (--controller-use-http2,
+#                             # --bench); cluster_down stops it too
 #
+# CLUSTER_NGINX_OPTIONS (an array, empty unless the caller sets it before cluster_up): renderer
+# options for cluster_up's own nginx (scripts/bench sets --bench).
 # After cluster_up: NGINX_BASE, SVC_PORT[<service>], and in WORK: <service>.env (the
 # environment, one NAME=value per line), <service>.pid, <service>.log, cluster.json (what
-# scripts/lib/faults.py needs to stop and restart the parts). WORK is the caller's (mktemp -d).
+# scripts/lib/faults.py needs to stop and restart the parts), nginx/ (its prefix: nginx.conf,
+# logs/nginx.pid, logs/access.log). WORK is the caller's (mktemp -d).
 # Needs: nginx, PostgreSQL server binaries, kubectl, the venv of check-deploy (PyYAML).
 
 . "$(dirname "${BASH_SOURCE[0]}")/postgres.sh"
@@ -20,6 +27,11 @@ CLUSTER_WORK=""
 CLUSTER_BIN=""
 NGINX_PID=""
 NGINX_BASE=""
+NGINX_UP_PID=""
+NGINX_UP_BASE=""
+CLUSTER_NGINX_PIDS=()   # the nginx processes started by nginx_up, stopped by cluster_down
+CLUSTER_PORT_ARGS=()    # service=PORT for the renderers (set by cluster_up)
+declare -a CLUSTER_NGINX_OPTIONS
 declare -A SVC_PORT
 
 # serve_service NAME: starts (or restarts) one service in the background, logging to WORK.
@@ -64,14 +76,11 @@ cluster_up() {
   done
 
   echo "== nginx, configured from the Ingresses =="
-  local nginx_port; nginx_port=$(free_port)
-  mkdir -p "$CLUSTER_WORK/nginx/logs" "$CLUSTER_WORK/nginx/tmp"
-  "$CLUSTER_PY" scripts/lib/nginx_from_ingress.py "$CLUSTER_WORK/rendered.yaml" "$nginx_port" "${port_args[@]:1}" >"$CLUSTER_WORK/nginx/nginx.conf"
-  nginx -p "$CLUSTER_WORK/nginx/" -c nginx.conf -e stderr -t 2>&1 | tail -1
-  nginx -p "$CLUSTER_WORK/nginx/" -c nginx.conf -e stderr &
-  NGINX_PID=$!
-  NGINX_BASE="http://127.0.0.1:$nginx_port"
-  for i in $(seq 1 50); do curl -s -o /dev/null "$NGINX_BASE/signin" && break; sleep 0.1; done
+  CLUSTER_PORT_ARGS=("${port_args[@]:1}")
+  _nginx_start nginx ${CLUSTER_NGINX_OPTIONS[@]+"${CLUSTER_NGINX_OPTIONS[@]}"} || return 1
+  NGINX_PID=$NGINX_UP_PID
+  NGINX_BASE=$NGINX_UP_BASE
+  CLUSTER_NGINX_PIDS=()
   echo "nginx $(nginx -v 2>&1 | cut -d/ -f2) on $NGINX_BASE"
 
   python3 - "$CLUSTER_WORK/cluster.json" <<EOF
@@ -83,6 +92,31 @@ json.dump({
     "postgres": {"url": "$PG_URL", "bin": "$PG_BIN", "dir": "$PG_DIR", "options": "$PG_OPTIONS"},
 }, open(sys.argv[1], "w"), indent=2)
 EOF
+}
+
+# _nginx_start NAME [renderer options]: renders WORK/NAME/nginx.conf from the Ingresses and
+# starts nginx on it (not daemonised: its pid is $!), on a free loopback port; sets
+# NGINX_UP_PID and NGINX_UP_BASE once it answers.
+_nginx_start() {
+  local name=$1 port i
+  shift
+  port=$(free_port)
+  mkdir -p "$CLUSTER_WORK/$name/logs" "$CLUSTER_WORK/$name/tmp"
+  "$CLUSTER_PY" scripts/lib/nginx_from_ingress.py "$@" "$CLUSTER_WORK/rendered.yaml" "$port" "${CLUSTER_PORT_ARGS[@]}" \
+    >"$CLUSTER_WORK/$name/nginx.conf" || return 1
+  nginx -p "$CLUSTER_WORK/$name/" -c nginx.conf -e stderr -t 2>&1 | tail -1
+  nginx -p "$CLUSTER_WORK/$name/" -c nginx.conf -e stderr &
+  NGINX_UP_PID=$!
+  NGINX_UP_BASE="http://127.0.0.1:$port"
+  for i in $(seq 1 50); do curl -s -o /dev/null "$NGINX_UP_BASE/signin" && break; sleep 0.1; done
+}
+
+# nginx_up NAME [renderer options]: one more nginx after cluster_up (e.g. the rendering of a
+# default controller beside the cluster's own); stopped by cluster_down.
+nginx_up() {
+  _nginx_start "$@" || return 1
+  CLUSTER_NGINX_PIDS+=("$NGINX_UP_PID")
+  echo "nginx ($*) on $NGINX_UP_BASE"
 }
 
 # stop_pid PID: SIGTERM, then SIGKILL if it is still there after 25 s (the services' grace).
@@ -97,6 +131,10 @@ cluster_down() {
   local s
   [ -n "$NGINX_PID" ] && kill "$NGINX_PID" 2>/dev/null && wait "$NGINX_PID" 2>/dev/null
   NGINX_PID=""
+  for s in ${CLUSTER_NGINX_PIDS[@]+"${CLUSTER_NGINX_PIDS[@]}"}; do
+    if kill "$s" 2>/dev/null; then wait "$s" 2>/dev/null || true; fi
+  done
+  CLUSTER_NGINX_PIDS=()
   if [ -n "$CLUSTER_WORK" ]; then
     for s in "${CLUSTER_SERVICES[@]}"; do
       [ -f "$CLUSTER_WORK/$s.pid" ] && stop_pid "$(cat "$CLUSTER_WORK/$s.pid")"
