@@ -443,6 +443,10 @@ def measured_run(state, name, connections, repeat, xacts_base=None):
     run["cpu_us_per_unit"]["total"] = sum(cpu.values()) * 1e6 / units if units else None
     total, idle = machine1[0] - machine0[0], machine1[1] - machine0[1]
     run["machine_busy_pct"] = round(100 * (total - idle) / total, 1) if total else None
+    # what the whole machine spent beyond the measured processes (the kernel's softirq work
+    # for loopback traffic, and anything else running: a quiet machine keeps this small)
+    other = (total - idle) / CLK_TCK - sum(cpu.values())
+    run["cpu_us_per_unit"]["other"] = other * 1e6 / units if units else None
     xacts = {db: xacts1.get(db, 0) - xacts0.get(db, 0) for db in DATABASES}
     xacts["total"] = sum(xacts.values())
     xact_units = units + extra_units
@@ -477,7 +481,7 @@ def run_line(run):
                  f"max {fmt(lat['max'], 1)} ms, non-2xx {run['non2xx']}")
     line = " ".join(parts)
     line += "\n    CPU µs/" + unit + ": " + ", ".join(f"{g} {fmt(cpu[g], 0)}" for g in GROUPS + ("total",))
-    line += f"; machine busy {fmt(run['machine_busy_pct'])}%"
+    line += f"; rest of the machine {fmt(cpu.get('other'), 0)}; machine busy {fmt(run['machine_busy_pct'])}%"
     line += "\n    PostgreSQL transactions/" + unit + ": " + ", ".join(
         f"{db} {fmt(run['pg_xacts_per_unit'][db], 2)}" for db in DATABASES + ("total",))
     if run.get("routes"):
@@ -639,6 +643,8 @@ def init(args):
     state["versions"] = versions(state)
     state["git"] = git_revision()
     state["rss_idle"] = memory(state)
+    with open("/proc/loadavg") as f:
+        state["loadavg_at_start"] = " ".join(f.read().split()[:3])
     save(args.state, state)
     m, v = state["machine"], state["versions"]
     say(f"machine: {m['nproc']} × {m['cpu']}, {m['ram_gib']} GiB, Linux {m['kernel']}; "
@@ -722,7 +728,8 @@ def markdown(state, runs, rss_after, finished):
     out.append(f"- command: `{state['command']}`")
     out.append(f"- git: {g['commit']} ({g['subject']})" + (", with uncommitted changes" if g["uncommitted_changes"] else ""))
     out.append(f"- machine: {m['nproc']} × {m['cpu']}, {m['ram_gib']} GiB RAM, Linux {m['kernel']}")
-    out.append(f"- PostgreSQL {v['postgresql']}, nginx {v['nginx']}, wrk {v['wrk']}")
+    out.append(f"- PostgreSQL {v['postgresql']}, nginx {v['nginx']}, wrk {v['wrk']}; load average when "
+               f"the cluster was up: {state.get('loadavg_at_start', '?')}")
     out.append(f"- wrk -t{state['threads']}, connections {', '.join(map(str, state['connections']))}; per row "
                f"{state['warmup']} s warm-up (not counted), then {state['repeats']} × {state['duration']} s "
                f"(a range is min–max over the repeats)")
@@ -760,10 +767,10 @@ def markdown(state, runs, rss_after, finished):
         out.append("Orders are counted per check (after each timed run, warm-up orders included in the first), "
                    "once the outbox is empty; Pending orders are the ones wrk left between create and pay when it stopped.")
     out += ["", "## CPU per request (µs; per order in the order rows)", "",
-            "| scenario | c | " + " | ".join(GROUPS) + " | total | machine busy |",
-            "|---|---|" + "---|" * (len(GROUPS) + 2)]
+            "| scenario | c | " + " | ".join(GROUPS) + " | total | rest of the machine | machine busy |",
+            "|---|---|" + "---|" * (len(GROUPS) + 3)]
     for (name, c), rs in groups.items():
-        cells = [span([r["cpu_us_per_unit"][gr] for r in rs], 0) for gr in GROUPS + ("total",)]
+        cells = [span([r["cpu_us_per_unit"].get(gr) for r in rs], 0) for gr in GROUPS + ("total", "other")]
         out.append(f"| {name} | {c} | " + " | ".join(cells) + f" | {span([r['machine_busy_pct'] for r in rs], 0)}% |")
     exact = all(r.get("pg_xacts_exact") for r in runs)
     out += ["", "## PostgreSQL transactions per request (per order in the order rows)", "",
@@ -803,8 +810,9 @@ def report(state_dir, out_dir):
     finished = datetime.datetime.now(datetime.timezone.utc)
     stamp = finished.strftime("%Y%m%dT%H%M%SZ")
     text = markdown(state, runs, rss_after, finished.strftime("%Y-%m-%d %H:%M UTC"))
-    data = {k: state[k] for k in ("command", "git", "machine", "versions", "smoke", "threads", "duration",
-                                  "warmup", "repeats", "connections", "spread_users", "started", "scenarios")}
+    data = {k: state.get(k) for k in ("command", "git", "machine", "versions", "smoke", "threads", "duration",
+                                      "warmup", "repeats", "connections", "spread_users", "pg_stats_wait",
+                                      "loadavg_at_start", "started", "scenarios")}
     data.update({"finished": finished.strftime("%Y-%m-%dT%H:%M:%SZ"), "rss_idle": state["rss_idle"],
                  "rss_after": rss_after, "runs": runs})
     os.makedirs(out_dir, exist_ok=True)
