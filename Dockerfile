@@ -9,8 +9,9 @@ ARG DEBIAN=bookworm
 
 FROM rust:${RUST_VERSION}-slim-${DEBIAN} AS chef
 # hadolint ignore=DL3008
+# libpq is built from source (pq-sys "bundled"): it needs OpenSSL's headers, not libpq-dev
 RUN apt-get update \
- && apt-get install -y --no-install-recommends libpq-dev libsqlite3-dev pkg-config \
+ && apt-get install -y --no-install-recommends libssl-dev libsqlite3-dev pkg-config \
  && rm -rf /var/lib/apt/lists/*
 RUN cargo install cargo-chef --locked --version 0.1.78
 WORKDIR /app
@@ -35,11 +36,12 @@ ARG SERVICE
 RUN test -n "${SERVICE}" || { echo "--build-arg SERVICE=auth|billing|order|notification" >&2; exit 1; } \
  && cp "target/release/${SERVICE}" /app/service
 
-# 5. runtime: the binary and the three shared libraries it links, nothing else; non-root.
+# 5. runtime: the binary and the shared libraries it links (OpenSSL, SQLite), nothing else;
+#    non-root.
 FROM debian:${DEBIAN}-slim AS runtime
 # hadolint ignore=DL3008
 RUN apt-get update \
- && apt-get install -y --no-install-recommends libpq5 libsqlite3-0 ca-certificates \
+ && apt-get install -y --no-install-recommends libssl3 libsqlite3-0 ca-certificates \
  && rm -rf /var/lib/apt/lists/* \
  && groupadd --gid 10001 shop \
  && useradd --uid 10001 --gid 10001 --no-create-home --shell /usr/sbin/nologin shop
