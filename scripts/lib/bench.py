@@ -465,6 +465,8 @@ def measured_run(state, name, connections, repeat, xacts_base=None):
 def fmt(value, digits=1):
     if value is None:
         return "–"
+    if round(value, digits) == 0:
+        value = 0.0   # no "-0": a difference of clock ticks may come out a hair below zero
     if isinstance(value, int) or abs(value) >= 1000:
         return f"{value:,.0f}"
     return f"{value:.{digits}f}"
@@ -642,6 +644,8 @@ def init(args):
     state["machine"] = machine()
     state["versions"] = versions(state)
     state["git"] = git_revision()
+    built = max(os.path.getmtime(os.path.join(state["bin_dir"], s)) for s in SERVICES)
+    state["bin_built"] = datetime.datetime.fromtimestamp(built, datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     state["rss_idle"] = memory(state)
     with open("/proc/loadavg") as f:
         state["loadavg_at_start"] = " ".join(f.read().split()[:3])
@@ -726,7 +730,8 @@ def markdown(state, runs, rss_after, finished):
     m, v, g = state["machine"], state["versions"], state["git"]
     out = [f"# scripts/bench, {finished}", ""]
     out.append(f"- command: `{state['command']}`")
-    out.append(f"- git: {g['commit']} ({g['subject']})" + (", with uncommitted changes" if g["uncommitted_changes"] else ""))
+    out.append(f"- checkout: {g['commit']} ({g['subject']})" + (", with uncommitted changes" if g["uncommitted_changes"] else ""))
+    out.append(f"- binaries: `{state['bin_dir']}`, built {state.get('bin_built', '?')}")
     out.append(f"- machine: {m['nproc']} × {m['cpu']}, {m['ram_gib']} GiB RAM, Linux {m['kernel']}")
     out.append(f"- PostgreSQL {v['postgresql']}, nginx {v['nginx']}, wrk {v['wrk']}; load average when "
                f"the cluster was up: {state.get('loadavg_at_start', '?')}")
@@ -812,7 +817,7 @@ def report(state_dir, out_dir):
     text = markdown(state, runs, rss_after, finished.strftime("%Y-%m-%d %H:%M UTC"))
     data = {k: state.get(k) for k in ("command", "git", "machine", "versions", "smoke", "threads", "duration",
                                       "warmup", "repeats", "connections", "spread_users", "pg_stats_wait",
-                                      "loadavg_at_start", "started", "scenarios")}
+                                      "loadavg_at_start", "bin_dir", "bin_built", "started", "scenarios")}
     data.update({"finished": finished.strftime("%Y-%m-%dT%H:%M:%SZ"), "rss_idle": state["rss_idle"],
                  "rss_after": rss_after, "runs": runs})
     os.makedirs(out_dir, exist_ok=True)
