@@ -484,7 +484,8 @@ def run_line(run):
     line = " ".join(parts)
     line += "\n    CPU µs/" + unit + ": " + ", ".join(f"{g} {fmt(cpu[g], 0)}" for g in GROUPS + ("total",))
     line += f"; rest of the machine {fmt(cpu.get('other'), 0)}; machine busy {fmt(run['machine_busy_pct'])}%"
-    line += "\n    PostgreSQL transactions/" + unit + ": " + ", ".join(
+    approx = "" if run["pg_xacts_exact"] else " (approximate: read without waiting for the stats flush)"
+    line += "\n    PostgreSQL transactions/" + unit + approx + ": " + ", ".join(
         f"{db} {fmt(run['pg_xacts_per_unit'][db], 2)}" for db in DATABASES + ("total",))
     if run.get("routes"):
         for route in ("POST /order", "PUT /order/*/pay"):
