@@ -80,6 +80,14 @@ fn listeners(url: &str) -> Vec<String> {
     .collect()
 }
 
+/// Waits until both replicas' listeners are subscribed (each cache is off until then).
+async fn both_listening(app: &TestApp) {
+    common::testing::wait_until("both listeners", Duration::from_secs(10), || async {
+        (listeners(app.database_url()).len() == 2).then_some(())
+    })
+    .await;
+}
+
 #[actix_web::test]
 async fn a_logout_on_one_replica_is_refused_by_another_within_100ms_1000_times() {
     if backend() != Backend::Postgres {
@@ -88,11 +96,7 @@ async fn a_logout_on_one_replica_is_refused_by_another_within_100ms_1000_times()
     let a = spawn_app().await;
     let b = a.on_same_database(&[]).await;
     let (login, _) = a.register_user().await;
-    // both listeners subscribed (each replica's cache is off until then)
-    common::testing::wait_until("both listeners", Duration::from_secs(10), || async {
-        (listeners(a.database_url()).len() == 2).then_some(())
-    })
-    .await;
+    both_listening(&a).await;
 
     let rounds = 1000;
     let mut took = Vec::with_capacity(rounds);
@@ -131,10 +135,7 @@ async fn a_replica_whose_listener_lost_its_connection_does_not_answer_from_its_c
     let a = spawn_app().await;
     let b = a.on_same_database(&[]).await;
     let (cookie, _) = a.logged_in_user().await;
-    common::testing::wait_until("both listeners", Duration::from_secs(10), || async {
-        (listeners(a.database_url()).len() == 2).then_some(())
-    })
-    .await;
+    both_listening(&a).await;
     assert_eq!(b.auth(Some(&cookie)).await.status(), 200); // cached by B
 
     // every listener's connection is cut, then the session is revoked on A at once: the
