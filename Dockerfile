@@ -8,8 +8,8 @@ ARG RUST_VERSION=1.95
 ARG DEBIAN=bookworm
 
 FROM rust:${RUST_VERSION}-slim-${DEBIAN} AS chef
-# hadolint ignore=DL3008
 # libpq is built from source (pq-sys "bundled"): it needs OpenSSL's headers, not libpq-dev
+# hadolint ignore=DL3008
 RUN apt-get update \
  && apt-get install -y --no-install-recommends libssl-dev libsqlite3-dev pkg-config \
  && rm -rf /var/lib/apt/lists/*
