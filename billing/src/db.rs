@@ -285,24 +285,121 @@ impl<T> Rollback<T> {
 
 /// Charges an order once.
 ///
-/// The payment row is claimed first (`INSERT … ON CONFLICT DO NOTHING` on the order id), so
-/// of two concurrent pays of one order the second waits for the first and then sees its row:
-/// it replays the first outcome instead of charging again. A declined payment rolls its claim
-/// back, so the order may be paid later.
+/// On PostgreSQL this is one statement (see [`charge_in_one_statement`]); on SQLite, which
+/// has no data-modifying `WITH`, one write transaction ([`charge_in_a_transaction`]). Both
+/// keep the same guarantees: an order id is charged at most once, a decline records nothing
+/// (the order may be paid later), and a replay answers the first outcome.
 pub fn pay(conn: &mut AnyConnection, payment: &Payment) -> Result<PaymentOutcome, DieselError> {
-    match charge(conn, payment) {
+    if let AnyConnection::Postgresql(_) = conn {
+        return charge_in_one_statement(conn, payment);
+    }
+    match charge_in_a_transaction(conn, payment) {
         // the user has no account yet (billing was down when auth announced them): the
         // claim's foreign key refused it; open one and charge again (declined: it is empty)
         Err(DieselError::DatabaseError(DatabaseErrorKind::ForeignKeyViolation, _)) => {
             open_account(conn, payment.user_id)?;
-            charge(conn, payment)
+            charge_in_a_transaction(conn, payment)
         }
         outcome => outcome,
     }
 }
 
-/// [`pay`] on an account that exists: claim, debit, ledger row, in one transaction.
-fn charge(conn: &mut AnyConnection, payment: &Payment) -> Result<PaymentOutcome, DieselError> {
+#[derive(QueryableByName)]
+struct Charged {
+    #[diesel(sql_type = BigInt)]
+    balance_after: i64,
+}
+
+/// PostgreSQL: debit, payment row and ledger row in one autocommitted statement.
+///
+/// The account row is the hot row of a user who pays many orders at once: its lock is held
+/// from the debit until the commit. As one statement it is held for the statement's own
+/// execution only — no round trip to billing and back, no wait for a descheduled billing
+/// thread, while other payers queue behind it. Outcomes:
+/// - a row: charged, with the balance after the charge;
+/// - no row: nothing was written — the order was paid before (the `NOT EXISTS`), or the
+///   balance does not cover it, or there is no account; [`not_charged`] reads which;
+/// - a unique violation on `payments`: a concurrent pay of the same order committed first
+///   (the `NOT EXISTS` saw the statement's snapshot, the primary key sees the truth). The
+///   statement failed as a whole, so its debit never happened; the first outcome is replayed.
+fn charge_in_one_statement(
+    conn: &mut AnyConnection,
+    payment: &Payment,
+) -> Result<PaymentOutcome, DieselError> {
+    let charged = diesel::sql_query(
+        "WITH debit AS ( \
+           UPDATE accounts SET balance = balance - $3 \
+           WHERE user_id = $2 AND balance >= $3 \
+             AND NOT EXISTS (SELECT 1 FROM payments WHERE order_id = $1) \
+           RETURNING balance), \
+         claim AS ( \
+           INSERT INTO payments (order_id, user_id, amount, created_at) \
+           SELECT $1, $2, $3, $4 FROM debit \
+           RETURNING order_id) \
+         INSERT INTO ledger (user_id, amount, balance_after, reason, order_id, created_at) \
+         SELECT $2, -$3, debit.balance, $5, claim.order_id, $4 FROM debit, claim \
+         RETURNING balance_after",
+    )
+    .bind::<BigInt, _>(payment.order_id)
+    .bind::<BigInt, _>(payment.user_id.get())
+    .bind::<BigInt, _>(payment.amount.minor())
+    .bind::<Timestamp, _>(now())
+    .bind::<Text, _>(payment_reason(payment.order_id))
+    .get_result::<Charged>(conn)
+    .optional();
+    match charged {
+        Ok(Some(c)) => Ok(PaymentOutcome::Charged {
+            balance: Money::from_minor(c.balance_after),
+        }),
+        Ok(None) => not_charged(conn, payment),
+        Err(DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, info))
+            if info.table_name() == Some("payments") =>
+        {
+            replay(conn, payment)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Why [`charge_in_one_statement`] wrote nothing: paid before (replayed), or declined. A user
+/// without an account gets one (registration could not reach billing) and is declined.
+fn not_charged(conn: &mut AnyConnection, payment: &Payment) -> Result<PaymentOutcome, DieselError> {
+    let paid_before = payments::table
+        .find(payment.order_id)
+        .select(payments::order_id)
+        .first::<i64>(conn)
+        .optional()?
+        .is_some();
+    if paid_before {
+        return replay(conn, payment);
+    }
+    let balance = accounts::table
+        .find(payment.user_id.get())
+        .select(accounts::balance)
+        .first::<i64>(conn)
+        .optional()?;
+    if balance.is_none() {
+        open_account(conn, payment.user_id)?;
+    }
+    Ok(PaymentOutcome::Declined {
+        balance: Money::from_minor(balance.unwrap_or(0)),
+    })
+}
+
+fn payment_reason(order_id: i64) -> String {
+    format!("payment for order #{order_id}")
+}
+
+/// SQLite: claim, debit, ledger row, in one write transaction, on an account that exists
+/// (else the claim's foreign key refuses it).
+///
+/// The payment row is claimed first (`INSERT … ON CONFLICT DO NOTHING` on the order id):
+/// a replay finds it and answers the first outcome instead of charging again. A declined
+/// payment rolls its claim back, so the order may be paid later.
+fn charge_in_a_transaction(
+    conn: &mut AnyConnection,
+    payment: &Payment,
+) -> Result<PaymentOutcome, DieselError> {
     let result = write_transaction(conn, |conn| {
         let claimed = diesel::sql_query(
             "INSERT INTO payments (order_id, user_id, amount, created_at) VALUES ($1, $2, $3, $4) \
@@ -321,13 +418,12 @@ fn charge(conn: &mut AnyConnection, payment: &Payment) -> Result<PaymentOutcome,
                 balance: self::balance(conn, payment.user_id)?,
             }));
         };
-        let reason = format!("payment for order #{}", payment.order_id);
         record(
             conn,
             payment.user_id,
             -payment.amount,
             balance,
-            &reason,
+            &payment_reason(payment.order_id),
             Some(payment.order_id),
         )?;
         Ok(PaymentOutcome::Charged { balance })

@@ -2,6 +2,7 @@
 //! (SQLite, or PostgreSQL when `TEST_DATABASE_URL` is set), driven over HTTP.
 
 mod changes;
+mod charge_race;
 mod concurrency;
 mod harness;
 mod helpers;
