@@ -187,24 +187,32 @@ def machine_ticks():
 
 
 def memory(state):
-    """MB of VmRSS, and of Pss (shared pages divided among their users), per group."""
+    """MB of VmRSS, of its anonymous part (RssAnon: the heap and stacks, the process's own)
+    and its file part (RssFile: mapped pages of the binary and the shared libraries, clean and
+    shared with every process that maps the same file), and of Pss (shared pages divided among
+    their users), per group."""
     table = proc_table()
     children = {}
     for pid, (ppid, _, _) in table.items():
         children.setdefault(ppid, []).append(pid)
     out = {}
     for group, roots in group_pids(state).items():
-        rss = pss = 0
+        rss = pss = anon = files = threads = 0
         for root in roots:
             for pid in [root] + children.get(root, []):
                 try:
                     with open(f"/proc/{pid}/status") as f:
-                        rss += next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+                        status = dict(line.split(":", 1) for line in f if ":" in line)
+                    kb = {k: int(status[k].split()[0]) for k in ("VmRSS", "RssAnon", "RssFile")}
+                    rss, anon, files = rss + kb["VmRSS"], anon + kb["RssAnon"], files + kb["RssFile"]
+                    threads += int(status["Threads"])
                     with open(f"/proc/{pid}/smaps_rollup") as f:
                         pss += next(int(line.split()[1]) for line in f if line.startswith("Pss:"))
-                except (OSError, StopIteration):
+                except (OSError, StopIteration, KeyError, ValueError):
                     pass
         out[group] = {"rss_mb": round(rss / 1024, 1), "pss_mb": round(pss / 1024, 1),
+                      "anon_mb": round(anon / 1024, 1), "file_mb": round(files / 1024, 1),
+                      "threads": threads,
                       "processes": sum(1 + len(children.get(r, [])) for r in roots)}
     return out
 
@@ -791,6 +799,9 @@ def markdown(state, runs, rss_after, finished):
         cells = [span([r["pg_xacts_per_unit"][db] for r in rs], 2) for db in DATABASES + ("total",)]
         out.append(f"| {name} | {c} | " + " | ".join(cells) + " |")
     out += ["", "## Memory (MB): VmRSS (Pss for the groups of processes)", "",
+            "For a service, VmRSS = anon (its heap and stacks, its own) + files (mapped pages of "
+            "its binary and of the shared libraries: clean, shared with every process mapping "
+            "the same file, dropped by the kernel under pressure).", "",
             "| process | idle | after all load |", "|---|---|---|"]
     for gr in ("nginx",) + SERVICES + ("postgres",):
         idle, after = state["rss_idle"].get(gr), rss_after.get(gr)
@@ -799,6 +810,8 @@ def markdown(state, runs, rss_after, finished):
                 return "–"
             if x["processes"] > 1:
                 return f"{x['rss_mb']} (Pss {x['pss_mb']}, {x['processes']} processes)"
+            if "anon_mb" in x:
+                return f"{x['rss_mb']} (anon {x['anon_mb']}, files {x['file_mb']}; {x['threads']} threads)"
             return f"{x['rss_mb']}"
         out.append(f"| {gr} | {cell(idle)} | {cell(after)} |")
     out.append("")
