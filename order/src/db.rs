@@ -200,11 +200,14 @@ pub struct Payer<'a> {
 }
 
 /// Records billing's answer: the order moves to `to` (unless it is already `Processing`,
-/// which is final) and, when its status changed, the message announcing it is queued in the
-/// same transaction. Returns the order and the message of its current status.
+/// which is final) and, when its status changed, the message announcing it is queued with the
+/// change, atomically. Returns the order and the message of its current status.
 ///
 /// `order` is the row as read before billing was asked; when this call moves it, the answer
-/// is built from it and the new message's id (two statements), else both are read back.
+/// is built from it and the new message's id, else both are read back. On PostgreSQL the move
+/// and the message are one statement (a data-modifying `WITH`: one round trip, no `BEGIN` and
+/// `COMMIT`); SQLite, which has no such `WITH`, runs the same two statements in a write
+/// transaction.
 pub fn record_outcome(
     conn: &mut AnyConnection,
     payer: &Payer<'_>,
@@ -212,59 +215,112 @@ pub fn record_outcome(
     to: Status,
 ) -> Result<(OrderRow, Option<OutboxRow>), DieselError> {
     let order_id = order.id;
-    write_transaction(conn, |conn| {
-        let at = now();
-        let changed = diesel::update(orders::table.find(order_id))
-            .filter(orders::user_id.eq(payer.user_id))
-            .filter(orders::status.ne(Status::Processing))
-            .filter(orders::status.ne(to))
-            .set((orders::status.eq(to), orders::updated_at.eq(at)))
-            .execute(conn)?;
-        if changed == 1 {
-            let (key, message) = (
-                status_message_key(order_id, to),
-                status_message(order_id, to),
-            );
-            let queued = diesel::sql_query(
-                "INSERT INTO outbox (idempotency_key, user_id, email, order_id, message, \
-                 request_id, attempts, next_attempt_at, created_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, 0, $7, $8) \
-                 ON CONFLICT (idempotency_key) DO NOTHING RETURNING id",
-            )
-            .bind::<Text, _>(&key)
-            .bind::<BigInt, _>(payer.user_id)
-            .bind::<Text, _>(payer.email)
-            .bind::<BigInt, _>(order_id)
-            .bind::<Text, _>(&message)
-            .bind::<Nullable<Text>, _>(payer.request_id)
-            .bind::<Timestamp, _>(at)
-            .bind::<Timestamp, _>(at)
-            .get_result::<Id>(conn)
-            .optional()?;
-            if let Some(Id { id }) = queued {
-                let order = OrderRow {
-                    status: to,
-                    updated_at: at,
-                    ..order
-                };
-                let message = OutboxRow {
-                    id,
-                    idempotency_key: key,
-                    user_id: payer.user_id,
-                    email: payer.email.to_string(),
-                    order_id,
-                    message,
-                    request_id: payer.request_id.map(str::to_string),
-                    attempts: 0,
-                    delivered_at: None,
-                };
-                return Ok((order, Some(message)));
+    let at = now();
+    let (key, message) = (
+        status_message_key(order_id, to),
+        status_message(order_id, to),
+    );
+    let queued = if let AnyConnection::Postgresql(_) = conn {
+        move_and_queue_in_one_statement(conn, payer, order_id, to, at, &key, &message)?
+    } else {
+        write_transaction(conn, |conn| {
+            let changed = diesel::update(orders::table.find(order_id))
+                .filter(orders::user_id.eq(payer.user_id))
+                .filter(orders::status.ne(Status::Processing))
+                .filter(orders::status.ne(to))
+                .set((orders::status.eq(to), orders::updated_at.eq(at)))
+                .execute(conn)?;
+            if changed == 0 {
+                return Ok(None);
             }
-        }
-        let order = find(conn, payer.user_id, order_id)?.ok_or(DieselError::NotFound)?;
-        let message = message_of(conn, order_id, order.status)?;
-        Ok((order, message))
-    })
+            queue_message(conn, payer, order_id, at, &key, &message)
+        })?
+    };
+    if let Some(id) = queued {
+        let order = OrderRow {
+            status: to,
+            updated_at: at,
+            ..order
+        };
+        let message = OutboxRow {
+            id,
+            idempotency_key: key,
+            user_id: payer.user_id,
+            email: payer.email.to_string(),
+            order_id,
+            message,
+            request_id: payer.request_id.map(str::to_string),
+            attempts: 0,
+            delivered_at: None,
+        };
+        return Ok((order, Some(message)));
+    }
+    // not moved now (paid before, or a late decline of a Processing order), or moved with its
+    // message already queued: what is stored is the answer
+    let order = find(conn, payer.user_id, order_id)?.ok_or(DieselError::NotFound)?;
+    let message = message_of(conn, order_id, order.status)?;
+    Ok((order, message))
+}
+
+const QUEUE_MESSAGE: &str = "INSERT INTO outbox (idempotency_key, user_id, email, order_id, \
+     message, request_id, attempts, next_attempt_at, created_at)";
+
+/// SQLite: queues the message of a status change made in the same transaction; its id.
+fn queue_message(
+    conn: &mut AnyConnection,
+    payer: &Payer<'_>,
+    order_id: i64,
+    at: NaiveDateTime,
+    key: &str,
+    message: &str,
+) -> Result<Option<i64>, DieselError> {
+    diesel::sql_query(format!(
+        "{QUEUE_MESSAGE} VALUES ($1, $2, $3, $4, $5, $6, 0, $7, $7) \
+         ON CONFLICT (idempotency_key) DO NOTHING RETURNING id"
+    ))
+    .bind::<Text, _>(key)
+    .bind::<BigInt, _>(payer.user_id)
+    .bind::<Text, _>(payer.email)
+    .bind::<BigInt, _>(order_id)
+    .bind::<Text, _>(message)
+    .bind::<Nullable<Text>, _>(payer.request_id)
+    .bind::<Timestamp, _>(at)
+    .get_result::<Id>(conn)
+    .optional()
+    .map(|queued| queued.map(|Id { id }| id))
+}
+
+/// PostgreSQL: the status change and its message in one autocommitted statement; the
+/// message's id when both happened.
+fn move_and_queue_in_one_statement(
+    conn: &mut AnyConnection,
+    payer: &Payer<'_>,
+    order_id: i64,
+    to: Status,
+    at: NaiveDateTime,
+    key: &str,
+    message: &str,
+) -> Result<Option<i64>, DieselError> {
+    diesel::sql_query(format!(
+        "WITH moved AS ( \
+           UPDATE orders SET status = $8, updated_at = $7 \
+           WHERE id = $4 AND user_id = $2 AND status <> $9 AND status <> $8 \
+           RETURNING id) \
+         {QUEUE_MESSAGE} SELECT $1, $2, $3, $4, $5, $6, 0, $7, $7 FROM moved \
+         ON CONFLICT (idempotency_key) DO NOTHING RETURNING id"
+    ))
+    .bind::<Text, _>(key)
+    .bind::<BigInt, _>(payer.user_id)
+    .bind::<Text, _>(payer.email)
+    .bind::<BigInt, _>(order_id)
+    .bind::<Text, _>(message)
+    .bind::<Nullable<Text>, _>(payer.request_id)
+    .bind::<Timestamp, _>(at)
+    .bind::<Text, _>(to)
+    .bind::<Text, _>(Status::Processing)
+    .get_result::<Id>(conn)
+    .optional()
+    .map(|queued| queued.map(|Id { id }| id))
 }
 
 /// A row id `RETURNING` gave.
