@@ -406,6 +406,17 @@ def units_of(stats, order_flow):
     return stats["counters"]["paid"] if order_flow else stats["requests"]
 
 
+def log_sizes(state):
+    """Bytes each service has written to its log (stdout and stderr, WORK/<service>.log)."""
+    sizes = {}
+    for s in SERVICES:
+        try:
+            sizes[s] = os.path.getsize(os.path.join(state["work"], f"{s}.log"))
+        except OSError:
+            sizes[s] = 0
+    return sizes
+
+
 def measured_run(state, name, connections, repeat, xacts_base=None):
     """One timed window. CPU and wrk's figures cover the window only. PostgreSQL's counters
     reach pg_stat_database lazily (PG 15: a backend flushes them when it goes idle, at most
@@ -420,12 +431,14 @@ def measured_run(state, name, connections, repeat, xacts_base=None):
     flush_access_logs(state)
     offset = os.path.getsize(log_path)
     xacts0, extra_units = xacts_base if xacts_base else (pg_xacts(state), 0)
+    logs0 = log_sizes(state)
     table0 = proc_table()
     ticks0, machine0, t0 = cpu_ticks(state, table0), machine_ticks(), time.time()
     stats, wrk_cpu, text = wrk(state, url, connections, state["duration"], script, headers, args,
                                os.path.join(state["state_dir"], f"wrk-{name}-{connections}-{repeat}.out"))
     t1 = time.time()
     ticks1, machine1 = cpu_ticks(state), machine_ticks()
+    logs1 = log_sizes(state)
     if state["pg_stats_wait"] > 0:
         time.sleep(state["pg_stats_wait"])
     xacts1 = pg_xacts(state)
@@ -461,6 +474,7 @@ def measured_run(state, name, connections, repeat, xacts_base=None):
     run["pg_xacts"] = xacts
     run["pg_xacts_units"] = xact_units
     run["pg_xacts_exact"] = state["pg_stats_wait"] > 0
+    run["log_bytes_per_unit"] = {s: ((logs1[s] - logs0[s]) / units if units else None) for s in SERVICES}
     run["pg_xacts_per_unit"] = {db: (n / xact_units if xact_units else None) for db, n in xacts.items()}
     if order_flow:
         run["orders_per_s"] = units / seconds
@@ -798,6 +812,14 @@ def markdown(state, runs, rss_after, finished):
     for (name, c), rs in groups.items():
         cells = [span([r["pg_xacts_per_unit"][db] for r in rs], 2) for db in DATABASES + ("total",)]
         out.append(f"| {name} | {c} | " + " | ".join(cells) + " |")
+    if all("log_bytes_per_unit" in r for r in runs):
+        out += ["", "## Log bytes per request (per order in the order rows), at the Deployments' RUST_LOG", "",
+                "| scenario | c | " + " | ".join(SERVICES) + " | total |", "|---|---|" + "---|" * (len(SERVICES) + 1)]
+        for (name, c), rs in groups.items():
+            per = [r["log_bytes_per_unit"] for r in rs]
+            cells = [span([p[s] for p in per], 1) for s in SERVICES]
+            cells.append(span([sum(p[s] or 0 for s in SERVICES) for p in per], 1))
+            out.append(f"| {name} | {c} | " + " | ".join(cells) + " |")
     out += ["", "## Memory (MB): VmRSS (Pss for the groups of processes)", "",
             "For a service, VmRSS = anon (its heap and stacks, its own) + files (mapped pages of "
             "its binary and of the shared libraries: clean, shared with every process mapping "
