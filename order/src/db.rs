@@ -221,7 +221,7 @@ pub fn record_outcome(
         status_message(order_id, to),
     );
     let queued = if let AnyConnection::Postgresql(_) = conn {
-        move_and_queue_in_one_statement(conn, payer, order_id, to, at, &key, &message)?
+        queue_message(conn, payer, order_id, at, &key, &message, Some(to))?
     } else {
         write_transaction(conn, |conn| {
             let changed = diesel::update(orders::table.find(order_id))
@@ -233,7 +233,7 @@ pub fn record_outcome(
             if changed == 0 {
                 return Ok(None);
             }
-            queue_message(conn, payer, order_id, at, &key, &message)
+            queue_message(conn, payer, order_id, at, &key, &message, None)
         })?
     };
     if let Some(id) = queued {
@@ -262,10 +262,12 @@ pub fn record_outcome(
     Ok((order, message))
 }
 
-const QUEUE_MESSAGE: &str = "INSERT INTO outbox (idempotency_key, user_id, email, order_id, \
-     message, request_id, attempts, next_attempt_at, created_at)";
-
-/// SQLite: queues the message of a status change made in the same transaction; its id.
+/// Queues the message of a status change; its id, unless the message was queued before.
+///
+/// `move_to: None` (SQLite): the change was made just before, in the same transaction.
+/// `move_to: Some(status)` (PostgreSQL): the change is made by the same statement, a
+/// data-modifying `WITH` (one round trip, no `BEGIN` and `COMMIT`), and the message is queued
+/// only if the order moved.
 fn queue_message(
     conn: &mut AnyConnection,
     payer: &Payer<'_>,
@@ -273,54 +275,40 @@ fn queue_message(
     at: NaiveDateTime,
     key: &str,
     message: &str,
+    move_to: Option<Status>,
 ) -> Result<Option<i64>, DieselError> {
-    diesel::sql_query(format!(
-        "{QUEUE_MESSAGE} VALUES ($1, $2, $3, $4, $5, $6, 0, $7, $7) \
-         ON CONFLICT (idempotency_key) DO NOTHING RETURNING id"
-    ))
-    .bind::<Text, _>(key)
-    .bind::<BigInt, _>(payer.user_id)
-    .bind::<Text, _>(payer.email)
-    .bind::<BigInt, _>(order_id)
-    .bind::<Text, _>(message)
-    .bind::<Nullable<Text>, _>(payer.request_id)
-    .bind::<Timestamp, _>(at)
-    .get_result::<Id>(conn)
-    .optional()
-    .map(|queued| queued.map(|Id { id }| id))
-}
-
-/// PostgreSQL: the status change and its message in one autocommitted statement; the
-/// message's id when both happened.
-fn move_and_queue_in_one_statement(
-    conn: &mut AnyConnection,
-    payer: &Payer<'_>,
-    order_id: i64,
-    to: Status,
-    at: NaiveDateTime,
-    key: &str,
-    message: &str,
-) -> Result<Option<i64>, DieselError> {
-    diesel::sql_query(format!(
-        "WITH moved AS ( \
-           UPDATE orders SET status = $8, updated_at = $7 \
-           WHERE id = $4 AND user_id = $2 AND status <> $9 AND status <> $8 \
-           RETURNING id) \
-         {QUEUE_MESSAGE} SELECT $1, $2, $3, $4, $5, $6, 0, $7, $7 FROM moved \
-         ON CONFLICT (idempotency_key) DO NOTHING RETURNING id"
-    ))
-    .bind::<Text, _>(key)
-    .bind::<BigInt, _>(payer.user_id)
-    .bind::<Text, _>(payer.email)
-    .bind::<BigInt, _>(order_id)
-    .bind::<Text, _>(message)
-    .bind::<Nullable<Text>, _>(payer.request_id)
-    .bind::<Timestamp, _>(at)
-    .bind::<Text, _>(to)
-    .bind::<Text, _>(Status::Processing)
-    .get_result::<Id>(conn)
-    .optional()
-    .map(|queued| queued.map(|Id { id }| id))
+    const INSERT: &str = "INSERT INTO outbox (idempotency_key, user_id, email, order_id, message, \
+                          request_id, attempts, next_attempt_at, created_at)";
+    const ROW: &str = "$1, $2, $3, $4, $5, $6, 0, $7, $7";
+    const UNLESS_QUEUED: &str = "ON CONFLICT (idempotency_key) DO NOTHING RETURNING id";
+    let sql = match move_to {
+        None => format!("{INSERT} VALUES ({ROW}) {UNLESS_QUEUED}"),
+        Some(_) => format!(
+            "WITH moved AS ( \
+               UPDATE orders SET status = $8, updated_at = $7 \
+               WHERE id = $4 AND user_id = $2 AND status <> $9 AND status <> $8 \
+               RETURNING id) \
+             {INSERT} SELECT {ROW} FROM moved {UNLESS_QUEUED}"
+        ),
+    };
+    let mut query = diesel::sql_query(sql)
+        .into_boxed::<<AnyConnection as diesel::Connection>::Backend>()
+        .bind::<Text, _>(key)
+        .bind::<BigInt, _>(payer.user_id)
+        .bind::<Text, _>(payer.email)
+        .bind::<BigInt, _>(order_id)
+        .bind::<Text, _>(message)
+        .bind::<Nullable<Text>, _>(payer.request_id)
+        .bind::<Timestamp, _>(at);
+    if let Some(to) = move_to {
+        query = query
+            .bind::<Text, _>(to)
+            .bind::<Text, _>(Status::Processing);
+    }
+    query
+        .get_result::<Id>(conn)
+        .optional()
+        .map(|queued| queued.map(|Id { id }| id))
 }
 
 /// A row id `RETURNING` gave.
