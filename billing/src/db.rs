@@ -373,16 +373,9 @@ fn not_charged(conn: &mut AnyConnection, payment: &Payment) -> Result<PaymentOut
     if paid_before {
         return replay(conn, payment);
     }
-    let balance = accounts::table
-        .find(payment.user_id.get())
-        .select(accounts::balance)
-        .first::<i64>(conn)
-        .optional()?;
-    if balance.is_none() {
-        open_account(conn, payment.user_id)?;
-    }
+    open_account(conn, payment.user_id)?;
     Ok(PaymentOutcome::Declined {
-        balance: Money::from_minor(balance.unwrap_or(0)),
+        balance: balance(conn, payment.user_id)?,
     })
 }
 

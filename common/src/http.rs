@@ -188,7 +188,7 @@ where
     // size would only wait for a connection, on a thread of its own. With actix's default
     // (512 threads per worker), one bench run at c=64 left order with 86 threads and 21.5 MB
     // RSS; capped per worker at the pool size, 20 threads and 18.7 MB, orders/s unchanged.
-    let blocking_threads = usize::try_from(pool.max_size()).unwrap_or(1).max(1);
+    let blocking_threads = pool.max_size() as usize; // r2d2 refuses a size of 0
     let pool = web::Data::new(pool);
     let internal = web::Data::new(InternalToken(settings.internal_token.clone()));
     if settings.internal_token.is_none() {

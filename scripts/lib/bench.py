@@ -474,8 +474,8 @@ def measured_run(state, name, connections, repeat, xacts_base=None):
     run["pg_xacts"] = xacts
     run["pg_xacts_units"] = xact_units
     run["pg_xacts_exact"] = state["pg_stats_wait"] > 0
-    run["log_bytes_per_unit"] = {s: ((logs1[s] - logs0[s]) / units if units else None) for s in SERVICES}
     run["pg_xacts_per_unit"] = {db: (n / xact_units if xact_units else None) for db, n in xacts.items()}
+    run["log_bytes_per_unit"] = {s: ((logs1[s] - logs0[s]) / units if units else None) for s in SERVICES}
     if order_flow:
         run["orders_per_s"] = units / seconds
         run["non2xx"] = max(non2xx, counters["non2xx"])   # the script's own count also sees 3xx
