@@ -10,6 +10,7 @@ pub mod billing_client;
 pub mod db;
 pub mod domain;
 pub mod error;
+pub mod metrics;
 pub mod password;
 pub mod routes;
 pub mod session_cache;
@@ -44,36 +45,44 @@ pub fn start(settings: Settings) -> anyhow::Result<Running> {
     settings.validate()?;
     let (server, database) = (settings.server.clone(), settings.database.clone());
     let database_backend = DatabaseUrl::parse(&database.database_url)?.backend();
-    http::launch("auth", &server, &database, MIGRATIONS, move |pool| {
-        let state = web::Data::new(routes::AuthState {
-            hasher: password::Hasher::new(settings.bcrypt_cost)?,
-            login_limit: routes::LoginLimit {
-                max_failures: i32::try_from(settings.login_max_failures).unwrap_or(i32::MAX),
-                window: chrono::Duration::from_std(settings.login_failure_window)?,
-            },
-            billing: billing_client::BillingClient::new(
-                http::client(&settings.client, settings.server.internal_token.as_ref())?,
-                &settings.billing_url,
-                settings.client.retry_policy(),
-            ),
-        });
-        let cache = session_cache::SessionCache::new(
-            settings.session_cache_size,
-            // SQLite: one process owns the file and evicts by itself; PostgreSQL: once the
-            // listener hears every replica's changes
-            database_backend == Backend::Sqlite,
-        );
-        if database_backend == Backend::Postgres {
-            session_cache::spawn_listener(settings.database.database_url.clone(), &cache)?;
-        }
-        let sessions = routes::SessionConfig {
-            store: session_store::DbSessionStore::new(pool.clone(), cache.clone()),
-            cache,
-            key: settings.cookie_key()?,
-            ttl: settings.session_ttl,
-            secure: settings.session_cookie_secure,
-        };
-        session_store::spawn_cleanup(pool.clone(), settings.session_cleanup_interval);
-        Ok(move |cfg: &mut web::ServiceConfig| routes::configure(cfg, &state, &sessions))
-    })
+    http::launch(
+        "auth",
+        &server,
+        &database,
+        MIGRATIONS,
+        move |pool, registry| {
+            let state = web::Data::new(routes::AuthState {
+                hasher: password::Hasher::new(settings.bcrypt_cost)?,
+                login_limit: routes::LoginLimit {
+                    max_failures: i32::try_from(settings.login_max_failures).unwrap_or(i32::MAX),
+                    window: chrono::Duration::from_std(settings.login_failure_window)?,
+                },
+                billing: billing_client::BillingClient::new(
+                    http::client(&settings.client, settings.server.internal_token.as_ref())?,
+                    &settings.billing_url,
+                    settings.client.retry_policy(),
+                    registry.downstream("billing"),
+                ),
+                metrics: metrics::AuthMetrics::new(registry),
+            });
+            let cache = session_cache::SessionCache::new(
+                settings.session_cache_size,
+                // SQLite: one process owns the file and evicts by itself; PostgreSQL: once the
+                // listener hears every replica's changes
+                database_backend == Backend::Sqlite,
+            );
+            if database_backend == Backend::Postgres {
+                session_cache::spawn_listener(settings.database.database_url.clone(), &cache)?;
+            }
+            let sessions = routes::SessionConfig {
+                store: session_store::DbSessionStore::new(pool.clone(), cache.clone()),
+                cache,
+                key: settings.cookie_key()?,
+                ttl: settings.session_ttl,
+                secure: settings.session_cookie_secure,
+            };
+            session_store::spawn_cleanup(pool.clone(), settings.session_cleanup_interval);
+            Ok(move |cfg: &mut web::ServiceConfig| routes::configure(cfg, &state, &sessions))
+        },
+    )
 }

@@ -26,6 +26,7 @@ use crate::{
     db::{NewUser, ProfileChange, User, attempts, now},
     domain::{Email, Login, Name, Password, key_of},
     error::{AuthError, Result},
+    metrics::{self, AuthMetrics},
     password::Hasher,
     session_cache::{Lookup, SessionCache},
     session_store::{DbSessionStore, USER_ID, row_id},
@@ -39,6 +40,7 @@ pub struct AuthState {
     pub hasher: Hasher,
     pub billing: BillingClient,
     pub login_limit: LoginLimit,
+    pub metrics: AuthMetrics,
 }
 
 /// How many failed logins one login may have in a window.
@@ -249,6 +251,7 @@ async fn register(
         })
         .await?
     };
+    state.metrics.registered();
     log::info!("registered user {} ({})", user.id, user.login);
 
     if let Err(e) = state.billing.open_account(user.id).await {
@@ -334,6 +337,7 @@ async fn login(
     if let Some((failures, until)) = counted.filter(|(failures, _)| *failures >= limit.max_failures)
     {
         let seconds = (until - now()).num_seconds().max(1);
+        state.metrics.login(metrics::Login::Throttled);
         log::warn!("login refused: {failures} failures in the window for one login");
         return Err(AuthError::TooManyAttempts(
             u64::try_from(seconds).unwrap_or(1),
@@ -352,6 +356,7 @@ async fn login(
             attempts::record_failure(conn, &key, now(), limit.window).map_err(AuthError::from)
         })
         .await?;
+        state.metrics.login(metrics::Login::Refused);
         log::info!("failed login");
         return Err(AuthError::InvalidCredentials);
     }
@@ -366,6 +371,7 @@ async fn login(
     session
         .insert(USER_ID, user.id)
         .map_err(|e| anyhow::anyhow!("session insert: {e}"))?;
+    state.metrics.login(metrics::Login::Ok);
     log::info!("user {} logged in", user.id);
     Ok(HttpResponse::Ok().json(LoginAnswer {
         status: Done::Ok,
@@ -383,8 +389,9 @@ async fn login(
     description = "Revokes the session server-side and clears the cookie; fine without one.",
     responses((status = 200, description = "Logged out", body = LogoutAnswer), PublicErrors),
 )]
-async fn logout(session: Session) -> HttpResponse {
+async fn logout(state: web::Data<AuthState>, session: Session) -> HttpResponse {
     if let Ok(Some(user_id)) = session.get::<i64>(USER_ID) {
+        state.metrics.revoked();
         log::info!("user {user_id} logged out");
     }
     session.purge();

@@ -16,23 +16,25 @@ use crate::{
     db::{ChangeOutcome, Entry, PaymentOutcome},
     domain::{Change, Payment, UserId},
     error::{BillingError, Result},
+    metrics::BillingMetrics,
 };
 
 /// The route table: public routes (behind forward-auth) and internal ones (cluster only).
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        // public, behind forward-auth: every handler takes `Identity`
-        web::scope("/billing")
-            .service(web::resource("/change").post(change))
-            .service(web::resource("/current").get(current))
-            .service(web::resource("/history").get(history)),
-    )
-    .service(
-        // internal, never routed by the ingress: called by auth and order
-        web::scope("/internal")
-            .service(web::resource("/accounts").post(open_account))
-            .service(web::resource("/payments").post(pay)),
-    );
+pub fn configure(cfg: &mut web::ServiceConfig, metrics: &web::Data<BillingMetrics>) {
+    cfg.app_data(metrics.clone())
+        .service(
+            // public, behind forward-auth: every handler takes `Identity`
+            web::scope("/billing")
+                .service(web::resource("/change").post(change))
+                .service(web::resource("/current").get(current))
+                .service(web::resource("/history").get(history)),
+        )
+        .service(
+            // internal, never routed by the ingress: called by auth and order
+            web::scope("/internal")
+                .service(web::resource("/accounts").post(open_account))
+                .service(web::resource("/payments").post(pay)),
+        );
 }
 
 /// The public part of billing's API, served by the gateway at `/openapi.json`. The internal
@@ -152,6 +154,7 @@ fn user(identity: &Identity) -> UserId {
 )]
 async fn change(
     pool: web::Data<Pool>,
+    metrics: web::Data<BillingMetrics>,
     identity: Identity,
     MaybeIdempotencyKey(key): MaybeIdempotencyKey,
     Json(body): Json<ChangeRequest>,
@@ -159,11 +162,14 @@ async fn change(
     let change = Change::parse(body.amount, body.reason)?;
     let user = user(&identity);
     let requested = change.amount();
+    let timer = metrics.balance_change.clone();
     let outcome = db::run(&pool, move |conn| {
+        let _timed = timer.start_timer();
         let key = key.as_ref().map(IdempotencyKey::as_str);
         crate::db::apply_change(conn, user, &change, key).map_err(BillingError::from)
     })
     .await?;
+    metrics.change(requested.is_positive(), &outcome);
     match outcome {
         ChangeOutcome::KeyConflict => Err(BillingError::KeyConflict),
         ChangeOutcome::Replayed(entry) => {
@@ -276,6 +282,7 @@ struct OpenAccountRequest {
 /// `POST /internal/accounts` (idempotent): called by auth at registration.
 async fn open_account(
     pool: web::Data<Pool>,
+    metrics: web::Data<BillingMetrics>,
     Json(body): Json<OpenAccountRequest>,
 ) -> Result<HttpResponse> {
     let user = UserId::parse("user_id", body.user_id)?;
@@ -285,6 +292,7 @@ async fn open_account(
     })
     .await?;
     if created {
+        metrics.account_opened();
         log::info!("opened account of user {}", user.get());
     }
     Ok(HttpResponse::Ok()
@@ -348,12 +356,19 @@ impl PaymentAnswer {
 }
 
 /// `POST /internal/payments`: charges an order at most once (see [`crate::db::pay`]).
-async fn pay(pool: web::Data<Pool>, Json(body): Json<PaymentRequest>) -> Result<HttpResponse> {
+async fn pay(
+    pool: web::Data<Pool>,
+    metrics: web::Data<BillingMetrics>,
+    Json(body): Json<PaymentRequest>,
+) -> Result<HttpResponse> {
     let payment = Payment::parse(body.order_id, body.user_id, body.amount)?;
+    let timer = metrics.charge.clone();
     let outcome = db::run(&pool, move |conn| {
+        let _timed = timer.start_timer();
         crate::db::pay(conn, &payment).map_err(BillingError::from)
     })
     .await?;
+    metrics.payment(&outcome);
     let (order, user, amount) = (payment.order_id, payment.user_id.get(), payment.amount);
     match outcome {
         PaymentOutcome::Charged { balance } => {

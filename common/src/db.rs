@@ -320,6 +320,15 @@ fn with_connect_timeout(url: &str, timeout: std::time::Duration) -> String {
 /// Opens the pool. Connects once first with the concrete driver so a wrong URL or password
 /// is reported with the driver's own message instead of a generic pool time-out.
 pub fn connect(settings: &DatabaseSettings) -> anyhow::Result<Pool> {
+    connect_observed(settings, None)
+}
+
+/// [`connect`], reporting every checkout's wait and every time-out to `events` (the
+/// service's metrics).
+pub fn connect_observed(
+    settings: &DatabaseSettings,
+    events: Option<crate::metrics::PoolEvents>,
+) -> anyhow::Result<Pool> {
     let manager_url = match DatabaseUrl::parse(&settings.database_url)? {
         DatabaseUrl::Postgres(url) => {
             let url = with_connect_timeout(&url, settings.db_timeout);
@@ -341,7 +350,11 @@ pub fn connect(settings: &DatabaseSettings) -> anyhow::Result<Pool> {
             path
         }
     };
-    let pool = diesel::r2d2::Pool::builder()
+    let mut builder = diesel::r2d2::Pool::builder();
+    if let Some(events) = events {
+        builder = builder.event_handler(Box::new(events));
+    }
+    let pool = builder
         .max_size(settings.db_pool_size)
         // connections are opened as load asks for them; one is kept open for a quick start
         .min_idle(Some(settings.db_pool_size.min(1)))
@@ -357,7 +370,16 @@ pub fn connect(settings: &DatabaseSettings) -> anyhow::Result<Pool> {
 
 /// Connects and applies pending migrations: what every service does before it serves.
 pub fn open(settings: &DatabaseSettings, migrations: Migrations) -> anyhow::Result<Pool> {
-    let pool = connect(settings)?;
+    open_observed(settings, migrations, None)
+}
+
+/// [`open`], with the pool's events reported to `events` ([`connect_observed`]).
+pub fn open_observed(
+    settings: &DatabaseSettings,
+    migrations: Migrations,
+    events: Option<crate::metrics::PoolEvents>,
+) -> anyhow::Result<Pool> {
+    let pool = connect_observed(settings, events)?;
     let applied = migrate(&pool, migrations)?;
     log::info!(
         "database {} ready ({applied} migration(s) applied)",

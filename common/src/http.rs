@@ -21,6 +21,7 @@ use serde_json::json;
 
 use crate::{
     db::{self, Pool},
+    metrics::{self, Metrics},
     problem::{self, Problem},
     request_id,
     settings::{ClientSettings, ServerSettings},
@@ -110,8 +111,8 @@ impl std::future::IntoFuture for Running {
 }
 
 /// Everything a service does to start: open its database (applying migrations), let
-/// `routes` build the route table from the pool (session stores, outbox relays… need it),
-/// bind the port and serve.
+/// `routes` build the route table from the pool (session stores, outbox relays… need it)
+/// and the service's metrics (its business counters go there), bind the port and serve.
 pub fn launch<B, F>(
     name: &'static str,
     server: &ServerSettings,
@@ -120,13 +121,14 @@ pub fn launch<B, F>(
     routes: B,
 ) -> anyhow::Result<Running>
 where
-    B: FnOnce(&Pool) -> anyhow::Result<F>,
+    B: FnOnce(&Pool, &Metrics) -> anyhow::Result<F>,
     F: Fn(&mut web::ServiceConfig) + Send + Clone + 'static,
 {
-    let pool = db::open(database, migrations)?;
-    let configure = routes(&pool)?;
+    let metrics = Metrics::new();
+    let pool = db::open_observed(database, migrations, Some(metrics.pool_events()))?;
+    let configure = routes(&pool, &metrics)?;
     let listener = bind(name, server)?;
-    start(name, listener, server, pool, configure)
+    start(name, listener, server, pool, metrics, configure)
 }
 
 /// [`serve`], logging where the service listens.
@@ -135,13 +137,14 @@ pub fn start<F>(
     listener: TcpListener,
     settings: &ServerSettings,
     pool: Pool,
+    metrics: Metrics,
     configure: F,
 ) -> anyhow::Result<Running>
 where
     F: Fn(&mut web::ServiceConfig) + Send + Clone + 'static,
 {
     let addr = listener.local_addr()?;
-    let server = serve(name, listener, settings, pool, configure)?;
+    let server = serve(name, listener, settings, pool, metrics, configure)?;
     log::info!("{name} listening on http://{addr}");
     Ok(Running {
         name,
@@ -165,16 +168,18 @@ pub fn bind(name: &str, settings: &ServerSettings) -> anyhow::Result<TcpListener
 /// Starts a service's HTTP server on `listener`.
 ///
 /// `configure` registers the service's own routes and data; this adds, for every service:
-/// access log → request id → problem+json for bare errors (outermost first), the body limit
+/// metrics → request id → access log → problem+json for bare errors → the service
+/// credential check on `/internal/*` (outermost first), the body limit
 /// and the slow-client timeout (`client_timeout` for the head, then for the body),
 /// 400 problem+json for bad path and query parameters, the pool as `web::Data<Pool>`, and
-/// `GET /health` and `GET /ready`. SIGTERM/SIGINT stop it gracefully: in-flight requests get
+/// `GET /health`, `GET /ready` and `GET /metrics`. SIGTERM/SIGINT stop it gracefully: in-flight requests get
 /// `shutdown_timeout` to finish.
 pub fn serve<F>(
     name: &'static str,
     listener: TcpListener,
     settings: &ServerSettings,
     pool: Pool,
+    metrics: Metrics,
     configure: F,
 ) -> std::io::Result<Server>
 where
@@ -190,6 +195,7 @@ where
     // RSS; capped per worker at the pool size, 20 threads and 18.7 MB, orders/s unchanged.
     let blocking_threads = pool.max_size() as usize; // r2d2 refuses a size of 0
     let pool = web::Data::new(pool);
+    let metrics = web::Data::new(metrics);
     let internal = web::Data::new(InternalToken(settings.internal_token.clone()));
     if settings.internal_token.is_none() {
         log::warn!(
@@ -203,6 +209,8 @@ where
             // inside the request id's scope, so the access line carries it
             .wrap(from_fn(access_log))
             .wrap(from_fn(request_id::middleware))
+            // outermost: the status counted is the one the client gets
+            .wrap(from_fn(metrics::middleware))
             .app_data(web::Data::new(ServiceName(name)))
             .app_data(web::PayloadConfig::new(body.limit))
             .app_data(body)
@@ -210,7 +218,9 @@ where
             .app_data(web::QueryConfig::default().error_handler(query_error))
             .app_data(pool.clone())
             .app_data(internal.clone())
+            .app_data(metrics.clone())
             .route("/health", web::get().to(health))
+            .route("/metrics", web::get().to(metrics::handler))
             .route("/ready", web::get().to(ready))
             .configure(configure.clone())
     })

@@ -15,6 +15,7 @@
 //! | [`request_id`] | `X-Request-Id` on every response, log line and downstream call |
 //! | [`openapi`] | the shared parts of the OpenAPI description (money, problems, the session) |
 //! | [`http`] | the server skeleton (middleware, health routes) and the outgoing HTTP client |
+//! | [`metrics`] | Prometheus `GET /metrics`: RED per route, downstream calls, the pool, build info |
 //! | [`retry`] | bounded retries with exponential backoff and jitter |
 //! | [`telemetry`] | logging set-up |
 //! | [`cli`] | the `serve` / `migrate` command line every binary shares |
@@ -29,6 +30,7 @@ pub mod http;
 pub mod idempotency;
 pub mod identity;
 pub mod json;
+pub mod metrics;
 pub mod money;
 pub mod openapi;
 pub mod problem;

@@ -323,6 +323,70 @@ pub fn http_client() -> reqwest::Client {
         .expect("test HTTP client")
 }
 
+/// One scrape of a service's `GET /metrics`.
+#[derive(Debug, Clone)]
+pub struct Scrape(pub String);
+
+impl Scrape {
+    /// Scrapes the service at `address` (its own port); panics unless it answers 200.
+    pub async fn of(address: &str) -> Self {
+        let res = http_client()
+            .get(format!("{address}/metrics"))
+            .send()
+            .await
+            .expect("GET /metrics");
+        assert_eq!(res.status(), 200, "GET {address}/metrics");
+        Self(res.text().await.expect("a text body"))
+    }
+
+    /// The samples: `(name, labels, value)` of every line that is not a comment.
+    pub fn samples(&self) -> impl Iterator<Item = (&str, Vec<(&str, &str)>, f64)> {
+        self.0
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+            .map(|line| {
+                let (series, value) = line.rsplit_once(' ').expect("name and value");
+                let value = value.parse().expect("a number");
+                match series.split_once('{') {
+                    None => (series, Vec::new(), value),
+                    Some((name, labels)) => {
+                        let labels = labels
+                            .trim_end_matches('}')
+                            .split("\",")
+                            .filter(|p| !p.is_empty())
+                            .map(|pair| {
+                                let (k, v) = pair.split_once("=\"").expect("label=\"value\"");
+                                (k, v.trim_end_matches('"'))
+                            })
+                            .collect();
+                        (name, labels, value)
+                    }
+                }
+            })
+    }
+
+    /// The value of `name`'s one series that has all of `labels` (0 when none has); panics
+    /// if several have.
+    pub fn value(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        let matching: Vec<f64> = self
+            .samples()
+            .filter(|(n, l, _)| *n == name && labels.iter().all(|pair| l.contains(pair)))
+            .map(|(_, _, v)| v)
+            .collect();
+        assert!(
+            matching.len() <= 1,
+            "{name}{labels:?} matches {} series",
+            matching.len()
+        );
+        matching.first().copied().unwrap_or(0.0)
+    }
+
+    /// How many series the service exposes.
+    pub fn series(&self) -> usize {
+        self.samples().count()
+    }
+}
+
 /// A loopback port that was free a moment ago: for a service a test starts later, to stand
 /// for one that is down now.
 pub fn free_port() -> u16 {

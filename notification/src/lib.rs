@@ -3,11 +3,13 @@
 
 pub mod db;
 pub mod error;
+pub mod metrics;
 pub mod routes;
 pub mod settings;
 #[cfg(feature = "test-util")]
 pub mod testing;
 
+use actix_web::web;
 use common::{
     db::Migrations,
     http::{self, Running},
@@ -34,6 +36,9 @@ pub fn start(settings: Settings) -> anyhow::Result<Running> {
         &settings.server,
         &settings.database,
         MIGRATIONS,
-        |_| Ok(routes::configure),
+        |_, registry| {
+            let metrics = web::Data::new(metrics::NotificationMetrics::new(registry));
+            Ok(move |cfg: &mut web::ServiceConfig| routes::configure(cfg, &metrics))
+        },
     )
 }

@@ -15,10 +15,11 @@ use utoipa::{OpenApi, ToSchema};
 use crate::{
     db::{NewNotification, Notification},
     error::{NotificationError, Result},
+    metrics::NotificationMetrics,
 };
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg
+pub fn configure(cfg: &mut web::ServiceConfig, metrics: &web::Data<NotificationMetrics>) {
+    cfg.app_data(metrics.clone())
         // public, behind forward-auth
         .service(web::resource("/notification").get(list))
         // internal, never routed by the ingress: called by order
@@ -145,7 +146,11 @@ impl CreateRequest {
 
 /// `POST /internal/notifications`: stores a message once per `key`. Sending the same message
 /// again answers the stored one (`"created": false`); reusing a key for another message is 409.
-async fn create(pool: web::Data<Pool>, Json(body): Json<CreateRequest>) -> Result<HttpResponse> {
+async fn create(
+    pool: web::Data<Pool>,
+    metrics: web::Data<NotificationMetrics>,
+    Json(body): Json<CreateRequest>,
+) -> Result<HttpResponse> {
     let new = body.parse()?;
     let (stored, created) = {
         let new = new.clone();
@@ -158,8 +163,10 @@ async fn create(pool: web::Data<Pool>, Json(body): Json<CreateRequest>) -> Resul
         && stored.order_id == new.order_id
         && stored.message == new.message;
     if !same {
+        metrics.received("key_reused");
         return Err(NotificationError::KeyReused(new.key));
     }
+    metrics.received(if created { "stored" } else { "replayed" });
     if created {
         // the order service logs the status change this announces; this is its echo
         log::debug!("stored \"{}\" for user {}", stored.message, stored.user_id);

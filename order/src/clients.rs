@@ -7,6 +7,7 @@
 use common::{
     Money,
     http::{CallFailure, PropagateRequestId},
+    metrics::Downstream,
     retry::RetryPolicy,
 };
 use serde::Deserialize;
@@ -74,14 +75,24 @@ pub struct BillingClient {
     http: reqwest::Client,
     payments_url: String,
     retry: RetryPolicy,
+    calls: Downstream,
 }
 
+/// The operation's name in `shop_downstream_*{target="billing"}`.
+const PAY: &str = "pay";
+
 impl BillingClient {
-    pub fn new(http: reqwest::Client, billing_url: &str, retry: RetryPolicy) -> Self {
+    pub fn new(
+        http: reqwest::Client,
+        billing_url: &str,
+        retry: RetryPolicy,
+        calls: Downstream,
+    ) -> Self {
         Self {
             http,
             payments_url: format!("{}/internal/payments", billing_url.trim_end_matches('/')),
             retry,
+            calls,
         }
     }
 
@@ -94,8 +105,10 @@ impl BillingClient {
         order_id: i64,
         amount: Money,
     ) -> Result<PaymentAnswer, BillingError> {
-        self.retry
-            .run(
+        self.calls
+            .with_retries(
+                PAY,
+                &self.retry,
                 &format!("payment of order {order_id}"),
                 || self.pay_once(user_id, order_id, amount),
                 |e| matches!(e, BillingError::Unavailable(_)),
@@ -109,12 +122,14 @@ impl BillingClient {
         order_id: i64,
         amount: Money,
     ) -> Result<PaymentAnswer, BillingError> {
-        let res = self
+        let request = self
             .http
             .post(&self.payments_url)
             .propagate_request_id()
-            .json(&json!({ "order_id": order_id, "user_id": user_id, "amount": amount }))
-            .send()
+            .json(&json!({ "order_id": order_id, "user_id": user_id, "amount": amount }));
+        let res = self
+            .calls
+            .send(PAY, request)
             .await
             .map_err(|e| BillingError::from(CallFailure::from(e)))?;
         let status = res.status();
@@ -157,34 +172,41 @@ pub enum SendError {
 pub struct NotificationClient {
     http: reqwest::Client,
     notifications_url: String,
+    calls: Downstream,
 }
 
 impl NotificationClient {
-    pub fn new(http: reqwest::Client, notification_url: &str) -> Self {
+    pub fn new(http: reqwest::Client, notification_url: &str, calls: Downstream) -> Self {
         let base = notification_url.trim_end_matches('/');
         Self {
             http,
             notifications_url: format!("{base}/internal/notifications"),
+            calls,
         }
     }
 
-    /// Sends one outbox message. Notification stores it once per key, so sending again after
-    /// an unknown outcome is safe.
-    pub async fn send(&self, message: &OutboxRow) -> Result<(), SendError> {
+    /// Sends one outbox message, counted under `operation`. Notification stores it once per
+    /// key, so sending again after an unknown outcome is safe.
+    pub async fn send(
+        &self,
+        message: &OutboxRow,
+        operation: &'static str,
+    ) -> Result<(), SendError> {
         let mut req = self.http.post(&self.notifications_url);
         // the request id of the pay that queued it, also when a retry sends it much later
         if let Some(id) = &message.request_id {
             req = req.header(common::request_id::HEADER.as_str(), id.as_str());
         }
-        let res = req
-            .json(&json!({
-                "user_id": message.user_id,
-                "email": message.email,
-                "order_id": message.order_id,
-                "message": message.message,
-                "key": message.idempotency_key,
-            }))
-            .send()
+        let req = req.json(&json!({
+            "user_id": message.user_id,
+            "email": message.email,
+            "order_id": message.order_id,
+            "message": message.message,
+            "key": message.idempotency_key,
+        }));
+        let res = self
+            .calls
+            .send(operation, req)
             .await
             .map_err(CallFailure::from)?;
         match res.status() {

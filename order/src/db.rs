@@ -331,6 +331,40 @@ pub fn message_of(
         .optional()
 }
 
+/// The outbox as an operator sees it (the metrics read it at each scrape).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxStats {
+    /// Messages still to deliver (abandoned ones excluded).
+    pub pending: i64,
+    /// When the oldest of them was queued.
+    pub oldest_pending: Option<NaiveDateTime>,
+    /// Messages given up and never delivered.
+    pub abandoned: i64,
+}
+
+/// Counts the outbox's undelivered messages: three reads of the partial index on undelivered
+/// rows, so a scrape costs the same however many messages were ever delivered.
+pub fn outbox_stats(conn: &mut AnyConnection) -> Result<OutboxStats, DieselError> {
+    let undelivered = || outbox::table.filter(outbox::delivered_at.is_null());
+    let pending = undelivered()
+        .filter(outbox::abandoned_at.is_null())
+        .count()
+        .get_result(conn)?;
+    let oldest_pending = undelivered()
+        .filter(outbox::abandoned_at.is_null())
+        .select(diesel::dsl::min(outbox::created_at))
+        .first(conn)?;
+    let abandoned = undelivered()
+        .filter(outbox::abandoned_at.is_not_null())
+        .count()
+        .get_result(conn)?;
+    Ok(OutboxStats {
+        pending,
+        oldest_pending,
+        abandoned,
+    })
+}
+
 /// Undelivered messages whose next attempt is due, oldest first.
 pub fn due_messages(conn: &mut AnyConnection, limit: i64) -> Result<Vec<OutboxRow>, DieselError> {
     outbox::table

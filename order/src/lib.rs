@@ -14,12 +14,15 @@ pub mod clients;
 pub mod db;
 pub mod domain;
 pub mod error;
+pub mod metrics;
 pub mod outbox;
 pub mod pay;
 pub mod routes;
 pub mod settings;
 #[cfg(feature = "test-util")]
 pub mod testing;
+
+use std::sync::Arc;
 
 use actix_web::web;
 use common::{
@@ -46,33 +49,42 @@ pub fn migrate(settings: &Settings) -> anyhow::Result<()> {
 pub fn start(settings: Settings) -> anyhow::Result<Running> {
     settings.validate()?;
     let (server, database) = (settings.server.clone(), settings.database.clone());
-    http::launch("order", &server, &database, MIGRATIONS, move |pool| {
-        let retry = outbox::RetryPolicy {
-            max_backoff: settings.outbox_max_backoff,
-            max_attempts: i32::try_from(settings.outbox_max_attempts).unwrap_or(i32::MAX),
-        };
-        let client = http::client(&settings.client, settings.server.internal_token.as_ref())?;
-        let notification =
-            clients::NotificationClient::new(client.clone(), &settings.notification_url);
-        let payments = web::Data::new(pay::Payments {
-            pool: pool.clone(),
-            billing: clients::BillingClient::new(
-                client,
-                &settings.billing_url,
-                settings.client.retry_policy(),
-            ),
-            notification: notification.clone(),
-            retry,
-        });
-        // a claimed message is left alone for longer than one delivery can take
-        let lease = settings.client.http_timeout + std::time::Duration::from_secs(5);
-        outbox::spawn_relay(
-            pool.clone(),
-            notification,
-            settings.outbox_poll_interval,
-            lease,
-            retry,
-        );
-        Ok(move |cfg: &mut web::ServiceConfig| routes::configure(cfg, &payments))
-    })
+    http::launch(
+        "order",
+        &server,
+        &database,
+        MIGRATIONS,
+        move |pool, registry| {
+            let metrics = Arc::new(metrics::OrderMetrics::new(registry));
+            let client = http::client(&settings.client, settings.server.internal_token.as_ref())?;
+            let outbox = outbox::Outbox {
+                pool: pool.clone(),
+                client: clients::NotificationClient::new(
+                    client.clone(),
+                    &settings.notification_url,
+                    registry.downstream("notification"),
+                ),
+                policy: outbox::RetryPolicy {
+                    max_backoff: settings.outbox_max_backoff,
+                    max_attempts: i32::try_from(settings.outbox_max_attempts).unwrap_or(i32::MAX),
+                },
+                metrics: metrics.clone(),
+            };
+            let payments = web::Data::new(pay::Payments {
+                pool: pool.clone(),
+                billing: clients::BillingClient::new(
+                    client,
+                    &settings.billing_url,
+                    settings.client.retry_policy(),
+                    registry.downstream("billing"),
+                ),
+                outbox: outbox.clone(),
+                metrics,
+            });
+            // a claimed message is left alone for longer than one delivery can take
+            let lease = settings.client.http_timeout + std::time::Duration::from_secs(5);
+            outbox::spawn_relay(outbox, settings.outbox_poll_interval, lease);
+            Ok(move |cfg: &mut web::ServiceConfig| routes::configure(cfg, &payments))
+        },
+    )
 }

@@ -6,14 +6,42 @@
 //! failure is logged with its attempt count and the time of the next try. Delivery is
 //! at-least-once; notification stores each key once, so the user sees each message once.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use common::db::{self, DbError, Pool};
 
 use crate::{
     clients::NotificationClient,
     db::{OutboxRow, abandon, claim, due_messages, mark_delivered, mark_failed},
+    metrics::OrderMetrics,
 };
+
+/// Who sends a message: the pay that queued it, or the relay retrying it later. The calls
+/// are told apart in `shop_downstream_*{target="notification"}` by this operation name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sender {
+    Pay,
+    Relay,
+}
+
+impl Sender {
+    pub fn operation(self) -> &'static str {
+        match self {
+            Sender::Pay => "notify",
+            Sender::Relay => "relay_notify",
+        }
+    }
+}
+
+/// What delivering needs: the order database (where the outbox is), notification, the retry
+/// policy and the metrics each attempt is counted in.
+#[derive(Clone)]
+pub struct Outbox {
+    pub pool: Pool,
+    pub client: NotificationClient,
+    pub policy: RetryPolicy,
+    pub metrics: Arc<OrderMetrics>,
+}
 
 /// How delivery is retried: the backoff cap, and the attempts after which a message is set
 /// aside (logged as an error) instead of retried forever.
@@ -33,15 +61,18 @@ pub fn backoff(attempts: i32, max: Duration) -> Duration {
     backoff.delay(u32::try_from(attempts.saturating_add(1)).unwrap_or(1))
 }
 
-/// Sends one message and records the result; true if it landed.
-pub async fn deliver(
-    pool: &Pool,
-    client: &NotificationClient,
-    message: &OutboxRow,
-    policy: RetryPolicy,
-) -> bool {
-    let id = message.id;
-    match client.send(message).await {
+impl Outbox {
+    /// Sends one message and records the result; true if it landed.
+    pub async fn deliver(&self, message: &OutboxRow, sender: Sender) -> bool {
+        let delivered = deliver(self, message, sender).await;
+        self.metrics.delivery(delivered);
+        delivered
+    }
+}
+
+async fn deliver(outbox: &Outbox, message: &OutboxRow, sender: Sender) -> bool {
+    let (pool, policy, id) = (&outbox.pool, outbox.policy, message.id);
+    match outbox.client.send(message, sender.operation()).await {
         Ok(()) => {
             if let Err(e) = db::run(pool, move |conn| {
                 mark_delivered(conn, id).map_err(DbError::from)
@@ -79,6 +110,7 @@ pub async fn deliver(
             .unwrap_or(message.attempts + 1);
             if attempts >= policy.max_attempts {
                 let _ = db::run(pool, move |conn| abandon(conn, id).map_err(DbError::from)).await;
+                outbox.metrics.abandoned();
                 log::error!(
                     "giving up on \"{}\" (outbox id {id}, key {}) after {attempts} attempts; last error: {error}",
                     message.message,
@@ -97,13 +129,8 @@ pub async fn deliver(
 }
 
 /// Retries due messages every `every`, for as long as the server runs.
-pub fn spawn_relay(
-    pool: Pool,
-    client: NotificationClient,
-    every: Duration,
-    lease: Duration,
-    policy: RetryPolicy,
-) {
+pub fn spawn_relay(outbox: Outbox, every: Duration, lease: Duration) {
+    let pool = outbox.pool.clone();
     let lease = chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::seconds(30));
     actix_web::rt::spawn(async move {
         let mut ticks = tokio::time::interval(every);
@@ -130,7 +157,7 @@ pub fn spawn_relay(
                 if !matches!(claimed, Ok(true)) {
                     continue; // another replica has it, or it was just delivered
                 }
-                let delivery = deliver(&pool, &client, &message, policy);
+                let delivery = outbox.deliver(&message, Sender::Relay);
                 match message.request_id.clone() {
                     // log lines of a retry carry the id of the pay that queued the message
                     Some(id) => common::request_id::scope(id, delivery).await,

@@ -16,20 +16,24 @@ use common::{
     db::{self, Pool},
 };
 
+use std::sync::Arc;
+
 use crate::{
-    clients::{BillingClient, NotificationClient, PaymentAnswer},
+    clients::{BillingClient, PaymentAnswer},
     db::{OrderRow, Payer},
     domain::Status,
     error::{OrderError, Result},
-    outbox,
+    metrics::OrderMetrics,
+    outbox::{Outbox, Sender},
 };
 
-/// What paying needs: the order database, billing, notification and the outbox's policy.
+/// What paying needs: the order database, billing, the outbox (notification) and the
+/// metrics.
 pub struct Payments {
     pub pool: Pool,
     pub billing: BillingClient,
-    pub notification: NotificationClient,
-    pub retry: outbox::RetryPolicy,
+    pub outbox: Outbox,
+    pub metrics: Arc<OrderMetrics>,
 }
 
 /// How a pay ended, when it reached a verdict.
@@ -59,6 +63,13 @@ pub enum Delivery {
 impl Payments {
     /// Pays `order_id` for `customer` (see the module documentation for the steps).
     pub async fn pay(&self, customer: &Identity, order_id: i64) -> Result<PayOutcome> {
+        let result = self.pay_uncounted(customer, order_id).await;
+        self.metrics
+            .pay(result.as_ref().map(|outcome| outcome.payment.is_paid()));
+        result
+    }
+
+    async fn pay_uncounted(&self, customer: &Identity, order_id: i64) -> Result<PayOutcome> {
         let user_id = customer.user_id;
         let order = db::run(&self.pool, move |conn| {
             crate::db::find(conn, user_id, order_id).map_err(OrderError::from)
@@ -74,7 +85,10 @@ impl Payments {
         };
 
         let (email, request_id) = (customer.email.clone(), common::request_id::current());
+        let before = order.status;
+        let timer = self.metrics.record_outcome.clone();
         let (order, message) = db::run(&self.pool, move |conn| {
+            let _timed = timer.start_timer();
             let payer = Payer {
                 user_id,
                 email: &email,
@@ -83,6 +97,7 @@ impl Payments {
             crate::db::record_outcome(conn, &payer, order, verdict).map_err(OrderError::from)
         })
         .await?;
+        self.metrics.transition(before, order.status);
         log::info!(
             "order {order_id} paid: billing {:?}{}, status {}",
             payment.status,
@@ -98,7 +113,7 @@ impl Payments {
             None => Delivery::Nothing,
             Some(m) if m.delivered_at.is_some() => Delivery::Delivered { message: m.message },
             Some(m) => {
-                if outbox::deliver(&self.pool, &self.notification, &m, self.retry).await {
+                if self.outbox.deliver(&m, Sender::Pay).await {
                     Delivery::Delivered { message: m.message }
                 } else {
                     Delivery::Queued { message: m.message }

@@ -144,6 +144,7 @@ struct PayAnswer {
 )]
 async fn create(
     pool: web::Data<Pool>,
+    payments: web::Data<Payments>,
     identity: Identity,
     MaybeIdempotencyKey(key): MaybeIdempotencyKey,
     Json(body): Json<CreateRequest>,
@@ -157,6 +158,7 @@ async fn create(
     .await?;
     let row = match created {
         Created::New(row) => {
+            payments.metrics.created();
             log::debug!("user {user} created order {} of {}", row.id, row.amount());
             row
         }

@@ -308,6 +308,17 @@ impl Stack {
         for (running, db) in &self.services {
             text += &format!("  {:<14}{:<26}{}\n", running.name, url(running), db);
         }
+        // Metrics are for the cluster's Prometheus: each service's own port, never the gateway.
+        let metrics: Vec<String> = self
+            .services
+            .iter()
+            .map(|(running, _)| format!("{}/metrics", url(running)))
+            .collect();
+        text += &format!(
+            "\nMetrics:     {}\n             \
+             (each service's own port; Prometheus on them: scripts/prometheus-local)\n",
+            metrics.join("  ")
+        );
         text += &format!(
             "\nTry it:      curl -s {0}/signin\n\
              API suite:   newman run order.postman_collection.json --env-var baseUrl={0}\n\

@@ -290,6 +290,44 @@ async fn the_banner_names_the_gateway_and_the_newman_command() {
     }
 }
 
+/// The banner's metrics addresses answer, each with its own service's series only: four
+/// registries in one process, not one shared.
+#[actix_web::test]
+async fn each_service_serves_its_own_metrics_where_the_banner_says() {
+    let shop = spawn_shop(&[]).await;
+    let line = shop
+        .banner
+        .lines()
+        .find(|l| l.starts_with("Metrics:"))
+        .expect("a Metrics line");
+    let urls: Vec<&str> = line.split_whitespace().skip(1).collect();
+    assert_eq!(urls.len(), 4, "{line}");
+    // (a metric only this service has, a metric of another service)
+    let own = [
+        ("shop_registrations_total", "shop_payments_total"),
+        ("shop_payments_total", "shop_outbox_pending_messages"),
+        ("shop_outbox_pending_messages", "shop_notifications_total"),
+        ("shop_notifications_total", "shop_registrations_total"),
+    ];
+    for (url, (mine, theirs)) in urls.iter().zip(own) {
+        let res = shop.http.get(*url).send().await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK, "{url}");
+        assert!(
+            res.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("text/plain")
+        );
+        let text = res.text().await.unwrap();
+        assert!(text.contains("shop_build_info{"), "{url}: {text}");
+        assert!(
+            text.contains(&format!("# TYPE {mine} ")),
+            "{url} lacks {mine}"
+        );
+        assert!(!text.contains(theirs), "{url} has {theirs}");
+    }
+}
+
 /// `openapi.json` at the repository root is what the code generates. After changing a
 /// handler's description: `cargo run -q -- openapi > openapi.json`.
 #[test]

@@ -1,5 +1,6 @@
 use serde_json::{Value, json};
 
+use common::testing::Scrape;
 use reqwest::Method;
 
 use crate::helpers::{
@@ -109,7 +110,25 @@ async fn repeated_failures_for_one_login_are_refused_with_429() {
     );
     // other logins are not affected
     let (other, _) = app.register_user().await;
-    assert_eq!(app.login(&other, PASSWORD).await.status(), 200);
+    let res = app.login(&other, PASSWORD).await;
+    assert_eq!(res.status(), 200);
+    app.logout(&session_cookie(&res).unwrap()).await;
+
+    // what an operator sees: the refusals, the lock, the registrations, the logout
+    let m = Scrape::of(&app.address).await;
+    let logins = |outcome| m.value("shop_logins_total", &[("outcome", outcome)]);
+    assert_eq!(
+        (logins("refused"), logins("throttled"), logins("ok")),
+        (5.0, 1.0, 1.0)
+    );
+    assert_eq!(m.value("shop_registrations_total", &[]), 2.0);
+    assert_eq!(m.value("shop_sessions_revoked_total", &[]), 1.0);
+    let accounts = [
+        ("target", "billing"),
+        ("operation", "open_account"),
+        ("outcome", "ok"),
+    ];
+    assert_eq!(m.value("shop_downstream_requests_total", &accounts), 2.0);
 }
 
 #[actix_web::test]

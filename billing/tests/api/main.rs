@@ -7,5 +7,6 @@ mod concurrency;
 mod harness;
 mod helpers;
 mod limits;
+mod metrics;
 mod payments;
 mod pool;

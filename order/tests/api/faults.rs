@@ -15,7 +15,7 @@ use std::{
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use serde_json::Value;
 
-use common::testing::{backend_name, free_port, wait_until};
+use common::testing::{Scrape, backend_name, free_port, wait_until};
 
 use crate::helpers::{assert_problem, spawn_order};
 
@@ -150,6 +150,21 @@ async fn a_pay_that_fails_fast_is_retried_with_backoff_and_charges_once() {
     assert_eq!(body["status"], "Processing");
     assert_eq!(seen.lock().unwrap().len(), 3, "two 503s, then the charge");
     assert_eq!(app.charges(1).await, 1);
+
+    let m = Scrape::of(&app.address).await;
+    let pay = |outcome| {
+        m.value(
+            "shop_downstream_requests_total",
+            &[
+                ("target", "billing"),
+                ("operation", "pay"),
+                ("outcome", outcome),
+            ],
+        )
+    };
+    assert_eq!((pay("5xx"), pay("ok")), (2.0, 1.0));
+    let retries = [("target", "billing"), ("operation", "pay")];
+    assert_eq!(m.value("shop_downstream_retries_total", &retries), 2.0);
 }
 
 #[actix_web::test]
@@ -200,6 +215,16 @@ async fn notification_down_leaves_the_payment_standing_and_delivers_once_it_retu
         "PENDING"
     );
     assert_eq!(app.charges(1).await, 1);
+    let m = Scrape::of(&app.address).await;
+    assert_eq!(m.value("shop_outbox_pending_messages", &[]), 2.0);
+    assert!(m.value("shop_outbox_oldest_pending_age_seconds", &[]) > 0.0);
+    let unreachable = [("target", "notification"), ("outcome", "unreachable")];
+    assert!(
+        m.value(
+            "shop_downstream_requests_total",
+            &[("operation", "notify"), unreachable[0], unreachable[1]]
+        ) >= 3.0
+    );
 
     // the relay keeps trying while notification is down: each message fails once more after
     // the attempts of the pays (two for the order paid twice, one for the declined one)
@@ -256,6 +281,17 @@ async fn notification_down_leaves_the_payment_standing_and_delivers_once_it_retu
         2,
         "a delivered message is not sent again"
     );
+    let m = Scrape::of(&app.address).await;
+    assert_eq!(m.value("shop_outbox_pending_messages", &[]), 0.0);
+    assert_eq!(m.value("shop_outbox_oldest_pending_age_seconds", &[]), 0.0);
+    let delivered = [("outcome", "delivered")];
+    assert_eq!(m.value("shop_outbox_deliveries_total", &delivered), 2.0);
+    let relayed = [
+        ("target", "notification"),
+        ("operation", "relay_notify"),
+        ("outcome", "ok"),
+    ];
+    assert_eq!(m.value("shop_downstream_requests_total", &relayed), 2.0);
 }
 
 #[actix_web::test]
@@ -325,4 +361,9 @@ async fn delivery_is_given_up_after_the_configured_attempts() {
     // the payment itself stands
     assert_eq!(app.status_of(1, given_up).await, "Processing");
     assert_eq!(app.charges(1).await, 2);
+    // and the operator is told: the alert on abandoned messages reads these
+    let m = Scrape::of(&app.address).await;
+    assert_eq!(m.value("shop_outbox_abandoned_messages", &[]), 1.0);
+    assert_eq!(m.value("shop_outbox_abandoned_total", &[]), 1.0);
+    assert_eq!(m.value("shop_outbox_pending_messages", &[]), 0.0);
 }

@@ -1,3 +1,4 @@
+use common::testing::Scrape;
 use futures_util::future::join_all;
 use serde_json::Value;
 
@@ -74,6 +75,45 @@ async fn paying_without_enough_money_fails_and_may_be_paid_later() {
             format!("order #{id} Failed")
         ]
     );
+
+    // the funnel as the metrics tell it: created, failed, failed again (no move), then paid
+    let m = Scrape::of(&app.address).await;
+    assert_eq!(m.value("shop_orders_created_total", &[]), 1.0);
+    let moved = |from, to| {
+        m.value(
+            "shop_order_transitions_total",
+            &[("from", from), ("to", to)],
+        )
+    };
+    assert_eq!(moved("Pending", "Failed"), 1.0);
+    assert_eq!(moved("Failed", "Processing"), 1.0);
+    assert_eq!(moved("Pending", "Processing"), 0.0);
+    let pays = |outcome| m.value("shop_order_pays_total", &[("outcome", outcome)]);
+    assert_eq!((pays("declined"), pays("charged")), (2.0, 1.0));
+    let pay_route = [
+        ("route", "/order/{id}/pay"),
+        ("method", "PUT"),
+        ("status", "200"),
+    ];
+    assert_eq!(m.value("shop_http_requests_total", &pay_route), 3.0);
+    let billing = [
+        ("target", "billing"),
+        ("operation", "pay"),
+        ("outcome", "ok"),
+    ];
+    assert_eq!(m.value("shop_downstream_requests_total", &billing), 3.0);
+    let notify = [
+        ("target", "notification"),
+        ("operation", "notify"),
+        ("outcome", "ok"),
+    ];
+    assert_eq!(m.value("shop_downstream_requests_total", &notify), 2.0);
+    let recorded = [("operation", "record_outcome")];
+    assert_eq!(
+        m.value("shop_db_transaction_duration_seconds_count", &recorded),
+        3.0
+    );
+    assert_eq!(m.value("shop_outbox_pending_messages", &[]), 0.0);
 }
 
 #[actix_web::test]
