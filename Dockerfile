@@ -29,6 +29,8 @@ RUN cargo chef cook --release --locked --recipe-path recipe.json
 #    one package (-p auth) would unify dependency features differently from the cook step and
 #    recompile part of the dependencies; the whole workspace reuses all of them.
 COPY . .
+# shop_build_info{revision} on /metrics: `--build-arg SHOP_REVISION=$(git rev-parse --short HEAD)`
+ARG SHOP_REVISION=unknown
 RUN cargo build --release --locked --workspace --bins
 # 4. pick the one service asked for. SERVICE is declared this late on purpose: declared
 #    earlier, every service name would invalidate the cached layers above.

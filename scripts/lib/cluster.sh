@@ -13,6 +13,9 @@
 #
 # CLUSTER_NGINX_OPTIONS (an array, empty unless the caller sets it before cluster_up): renderer
 # options for cluster_up's own nginx (scripts/bench sets --bench).
+# CLUSTER_PROMETHEUS=1 (before cluster_up): also a real Prometheus (scripts/lib/prometheus.sh)
+# scraping the four services every second, with the alert rules of k8s/monitoring loaded, in
+# WORK/prometheus; its URL is PROM_URL and cluster.json's "prometheus".
 # After cluster_up: NGINX_BASE, SVC_PORT[<service>], and in WORK: <service>.env (the
 # environment, one NAME=value per line), <service>.pid, <service>.log, cluster.json (what
 # scripts/lib/faults.py needs to stop and restart the parts), nginx/ (its prefix: nginx.conf,
@@ -20,6 +23,7 @@
 # Needs: nginx, PostgreSQL server binaries, kubectl, the venv of check-deploy (PyYAML).
 
 . "$(dirname "${BASH_SOURCE[0]}")/postgres.sh"
+. "$(dirname "${BASH_SOURCE[0]}")/prometheus.sh"
 
 CLUSTER_SERVICES=(auth billing order notification)
 CLUSTER_PY=target/tools/venv/bin/python
@@ -83,12 +87,27 @@ cluster_up() {
   CLUSTER_NGINX_PIDS=()
   echo "nginx $(nginx -v 2>&1 | cut -d/ -f2) on $NGINX_BASE"
 
+  if [ "${CLUSTER_PROMETHEUS:-0}" = 1 ]; then
+    echo "== Prometheus, scraping the four services =="
+    mkdir -p "$CLUSTER_WORK/prometheus"
+    prometheus_rules_from k8s/monitoring/prometheus-rules.yaml > "$CLUSTER_WORK/prometheus/rules.yaml"
+    PROM_RULES="$CLUSTER_WORK/prometheus/rules.yaml" prometheus_up "$CLUSTER_WORK/prometheus" \
+      $(for s in "${CLUSTER_SERVICES[@]}"; do printf '%s=127.0.0.1:%s ' "$s" "${SVC_PORT[$s]}"; done) || return 1
+    # Prometheus hands new targets to its scrapers every 5 s: wait for the first scrape of all
+    for i in $(seq 1 60); do
+      [ "$(curl -s "$PROM_URL/api/v1/query" --data-urlencode 'query=count(up == 1)' | sed -n 's/.*"value":\[[0-9.]*,"\([0-9]*\)"\].*/\1/p')" = "${#CLUSTER_SERVICES[@]}" ] && break
+      sleep 0.5
+    done
+    echo "all ${#CLUSTER_SERVICES[@]} targets up after $((i / 2)) s"
+  fi
+
   python3 - "$CLUSTER_WORK/cluster.json" <<EOF
 import json, sys
 services = {s: {"port": int(p), "url": f"http://127.0.0.1:{p}"} for s, p in
             [$(for s in "${CLUSTER_SERVICES[@]}"; do printf '("%s", "%s"), ' "$s" "${SVC_PORT[$s]}"; done)]}
 json.dump({
     "work": "$CLUSTER_WORK", "bin_dir": "$CLUSTER_BIN", "nginx": "$NGINX_BASE", "services": services,
+    "prometheus": "$PROM_URL" or None,
     "postgres": {"url": "$PG_URL", "bin": "$PG_BIN", "dir": "$PG_DIR", "options": "$PG_OPTIONS"},
 }, open(sys.argv[1], "w"), indent=2)
 EOF
@@ -129,6 +148,7 @@ stop_pid() {
 
 cluster_down() {
   local s
+  prometheus_down
   [ -n "$NGINX_PID" ] && kill "$NGINX_PID" 2>/dev/null && wait "$NGINX_PID" 2>/dev/null
   NGINX_PID=""
   for s in ${CLUSTER_NGINX_PIDS[@]+"${CLUSTER_NGINX_PIDS[@]}"}; do

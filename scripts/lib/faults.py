@@ -16,6 +16,8 @@ import sys
 import threading
 import time
 import traceback
+import urllib.parse
+import urllib.request
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlsplit
@@ -46,6 +48,30 @@ def check(ok, what, detail=None):
     REPORT.case(what, now - SCENARIO["since"], None if ok else (detail or f"did not hold: {what}"),
                 classname=f"faults.{SCENARIO['name']}")
     SCENARIO["since"] = now
+
+
+# ---- Prometheus (when scripts/faults started one) -----------------------------------------
+
+PROMETHEUS = CLUSTER.get("prometheus")
+
+
+def prom_value(expr):
+    """The first value of `expr` in Prometheus now, or None when it has none."""
+    q = urllib.parse.urlencode({"query": expr})
+    with urllib.request.urlopen(f"{PROMETHEUS}/api/v1/query?{q}", timeout=10) as res:
+        result = json.load(res)["data"]["result"]
+    return float(result[0]["value"][1]) if result else None
+
+
+def prom_wait(expr, done, limit):
+    """Polls `expr` until `done(value)` (scrapes are 1 s apart), for at most `limit` s."""
+    deadline, value = time.monotonic() + limit, None
+    while time.monotonic() < deadline:
+        value = prom_value(expr)
+        if done(value):
+            break
+        time.sleep(0.5)
+    return value
 
 
 # ---- HTTP -------------------------------------------------------------------------------
@@ -273,6 +299,13 @@ def notification_down_during_pays():
           "all 10 pays succeed while notification is down")
     pending = sum(a.json()["notification"]["status"] == "PENDING" for a in answers)
     check(pending == 10, f"their answers say the message is PENDING ({pending} of 10)")
+    if PROMETHEUS:
+        # what an operator sees: order's outbox backing up while notification is down
+        depth = prom_wait("sum(shop_outbox_pending_messages)", lambda v: v is not None and v >= 10, 10)
+        check(depth is not None and depth >= 10,
+              f"Prometheus: shop_outbox_pending_messages rose to {depth} while notification was down")
+        age = prom_value("max(shop_outbox_oldest_pending_age_seconds)")
+        check(age is not None and age > 0, f"Prometheus: the oldest pending message is {age} s old")
     time.sleep(2)
     back = time.monotonic()
     start("notification")
@@ -291,6 +324,13 @@ def notification_down_during_pays():
     check(all(m == f"order #{o} Processing" for o, _, m in per_order), "each is the order's Processing message")
     listed = call("GET", f"{NGINX}/notification", cookie=cookie).json()
     check(len(listed) == 10, f"the user lists 10 messages ({len(listed)})")
+    if PROMETHEUS:
+        depth = prom_wait("sum(shop_outbox_pending_messages)", lambda v: v == 0, 10)
+        peak = prom_value("max_over_time(sum(shop_outbox_pending_messages)[2m:1s])")
+        check(depth == 0, f"Prometheus: shop_outbox_pending_messages back to {depth} (peak {peak})")
+        relayed = prom_value('sum(shop_downstream_requests_total{job="order", operation="relay_notify", outcome="ok"})')
+        check(relayed is not None and relayed >= 10,
+              f"Prometheus: the relay's deliveries counted ({relayed} relay_notify ok)")
 
 
 def postgres_restarted():
