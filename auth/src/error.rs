@@ -56,7 +56,7 @@ impl ResponseError for AuthError {
             AuthError::Invalid(p) => p.to_response(),
             AuthError::Db(e) => e.to_response("auth"),
             AuthError::Internal(e) => {
-                log::error!("{e:#}");
+                tracing::error!(error = format!("{e:#}"), "internal error");
                 problem::response(status, problem::internal_detail())
             }
             AuthError::TooManyAttempts(seconds) => {

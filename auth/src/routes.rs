@@ -252,13 +252,14 @@ async fn register(
         .await?
     };
     state.metrics.registered();
-    log::info!("registered user {} ({})", user.id, user.login);
+    tracing::info!(user_id = user.id, login = %user.login, "registered");
 
     if let Err(e) = state.billing.open_account(user.id).await {
         // not fatal: billing opens the account on first use
-        log::warn!(
-            "could not open the billing account of user {} now: {e:#}",
-            user.id
+        tracing::warn!(
+            user_id = user.id,
+            error = format!("{e:#}"),
+            "could not open the billing account now"
         );
     }
     Ok(HttpResponse::Ok().json(UserView::from(user)))
@@ -338,7 +339,11 @@ async fn login(
     {
         let seconds = (until - now()).num_seconds().max(1);
         state.metrics.login(metrics::Login::Throttled);
-        log::warn!("login refused: {failures} failures in the window for one login");
+        tracing::warn!(
+            failures,
+            outcome = "throttled",
+            "login refused: too many failures in the window"
+        );
         return Err(AuthError::TooManyAttempts(
             u64::try_from(seconds).unwrap_or(1),
         ));
@@ -357,7 +362,7 @@ async fn login(
         })
         .await?;
         state.metrics.login(metrics::Login::Refused);
-        log::info!("failed login");
+        tracing::info!(outcome = "refused", "failed login");
         return Err(AuthError::InvalidCredentials);
     }
     let user = user.expect("verify is false without a user");
@@ -372,7 +377,7 @@ async fn login(
         .insert(USER_ID, user.id)
         .map_err(|e| anyhow::anyhow!("session insert: {e}"))?;
     state.metrics.login(metrics::Login::Ok);
-    log::info!("user {} logged in", user.id);
+    tracing::info!(user_id = user.id, outcome = "ok", "logged in");
     Ok(HttpResponse::Ok().json(LoginAnswer {
         status: Done::Ok,
         id: user.id,
@@ -392,7 +397,7 @@ async fn login(
 async fn logout(state: web::Data<AuthState>, session: Session) -> HttpResponse {
     if let Ok(Some(user_id)) = session.get::<i64>(USER_ID) {
         state.metrics.revoked();
-        log::info!("user {user_id} logged out");
+        tracing::info!(user_id, "logged out");
     }
     session.purge();
     HttpResponse::Ok().json(LogoutAnswer { status: Done::Ok })
@@ -560,6 +565,6 @@ async fn update_me(
     // hear it from PostgreSQL)
     check.cache.evict_user(user_id);
     let user = user?.ok_or(AuthError::UserNotFound)?;
-    log::info!("user {} updated their profile", user.id);
+    tracing::info!(user_id = user.id, "updated their profile");
     Ok(HttpResponse::Ok().json(UserView::from(user)))
 }

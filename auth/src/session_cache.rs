@@ -156,7 +156,10 @@ impl SessionCache {
                 self.evict_user(user.parse().unwrap_or_default())
             }
             _ => {
-                log::warn!("unknown session-cache announcement {payload:?}; emptying the cache");
+                tracing::warn!(
+                    ?payload,
+                    "unknown session-cache announcement; emptying the cache"
+                );
                 self.set_live(self.is_live());
             }
         }
@@ -206,21 +209,27 @@ fn listen(url: &str, weak: Weak<RwLock<Inner>>) {
         match subscribe(url) {
             Ok(mut conn) => {
                 cache.set_live(true);
-                log::info!("session cache on: listening on {CHANNEL} for revocations");
+                tracing::info!(
+                    channel = CHANNEL,
+                    "session cache on: listening for revocations"
+                );
                 warned = false;
                 let error = follow(&mut conn, &weak);
                 let Some(cache) = upgrade(&weak) else { return };
                 cache.set_live(false);
-                log::warn!(
-                    "session cache off, every check reads the database: lost the {CHANNEL} \
-                     listener ({error})"
+                tracing::warn!(
+                    channel = CHANNEL,
+                    %error,
+                    "session cache off, every check reads the database: lost the listener"
                 );
             }
             Err(error) => {
                 if !warned {
-                    log::warn!(
-                        "session cache off, every check reads the database: cannot listen \
-                         on {CHANNEL} ({error}); retrying every second"
+                    tracing::warn!(
+                        channel = CHANNEL,
+                        %error,
+                        "session cache off, every check reads the database: cannot listen; \
+                         retrying every second"
                     );
                     warned = true;
                 }

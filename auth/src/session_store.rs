@@ -144,10 +144,10 @@ pub fn spawn_cleanup(pool: Pool, every: Duration) {
             .await
             {
                 Ok(0) => {}
-                Ok(n) => log::info!("removed {n} expired session(s)"),
-                Err(e) => log::warn!(
-                    "expired-session cleanup failed: {}",
-                    common::problem::chain(&e)
+                Ok(n) => tracing::info!(sessions = n, "removed expired sessions"),
+                Err(e) => tracing::warn!(
+                    error = %common::problem::chain(&e),
+                    "expired-session cleanup failed"
                 ),
             }
         }

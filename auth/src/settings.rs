@@ -130,7 +130,7 @@ fn read_or_create_key_file(path: &Path) -> anyhow::Result<Vec<u8>> {
             rand::rng().fill_bytes(&mut raw);
             let text = hex::encode(raw);
             write_private(path, text.as_bytes()).map_err(|e| context("create it", e))?;
-            log::info!("created session key file {}", path.display());
+            tracing::info!(path = %path.display(), "created the session key file");
             Ok(text.into_bytes())
         }
         Err(e) => Err(context("read it", e)),

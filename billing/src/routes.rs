@@ -173,23 +173,31 @@ async fn change(
     match outcome {
         ChangeOutcome::KeyConflict => Err(BillingError::KeyConflict),
         ChangeOutcome::Replayed(entry) => {
-            log::info!("user {} replayed balance change {}", user.get(), entry.id);
+            tracing::info!(
+                user_id = user.get(),
+                entry_id = entry.id,
+                outcome = "replayed",
+                "balance change replayed"
+            );
             Ok(applied(entry))
         }
         ChangeOutcome::Applied(entry) => {
-            log::info!(
-                "user {} balance change {} → {}",
-                user.get(),
-                requested,
-                Money::from_minor(entry.balance_after)
+            tracing::info!(
+                user_id = user.get(),
+                amount = %requested,
+                balance = %Money::from_minor(entry.balance_after),
+                outcome = "applied",
+                "balance changed"
             );
             Ok(applied(entry))
         }
         ChangeOutcome::InsufficientFunds { balance } => {
-            log::info!(
-                "user {} withdrawal of {} refused: balance {balance}",
-                user.get(),
-                requested.abs()
+            tracing::info!(
+                user_id = user.get(),
+                amount = %requested,
+                %balance,
+                outcome = "refused",
+                "withdrawal refused: insufficient funds"
             );
             Ok(insufficient_funds(balance, requested.abs()))
         }
@@ -293,7 +301,7 @@ async fn open_account(
     .await?;
     if created {
         metrics.account_opened();
-        log::info!("opened account of user {}", user.get());
+        tracing::info!(user_id = user.get(), "opened account");
     }
     Ok(HttpResponse::Ok()
         .json(json!({ "user_id": user.get(), "balance": balance, "created": created })))
@@ -372,13 +380,13 @@ async fn pay(
     let (order, user, amount) = (payment.order_id, payment.user_id.get(), payment.amount);
     match outcome {
         PaymentOutcome::Charged { balance } => {
-            log::info!("order {order}: charged {amount} to user {user}, balance {balance}");
+            tracing::info!(order_id = order, user_id = user, %amount, %balance, outcome = "charged", "payment");
         }
         PaymentOutcome::Replayed { .. } => {
-            log::info!("order {order}: already paid, replaying the first outcome");
+            tracing::info!(order_id = order, user_id = user, %amount, outcome = "replayed", "payment: already paid, first outcome replayed");
         }
         PaymentOutcome::Declined { balance } => {
-            log::info!("order {order}: declined for user {user}, balance {balance} < {amount}");
+            tracing::info!(order_id = order, user_id = user, %amount, %balance, outcome = "declined", "payment");
         }
         PaymentOutcome::Conflict => {}
     }

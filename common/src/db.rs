@@ -261,7 +261,7 @@ impl DbError {
     /// Logs the cause chain once and answers an opaque problem: the client learns that
     /// `service`'s database failed, never how.
     pub fn to_response(&self, service: &str) -> actix_web::HttpResponse {
-        log::error!("{}", crate::problem::chain(self));
+        tracing::error!(error = %crate::problem::chain(self), "database failure");
         let status = self.status_code();
         match self {
             DbError::Unavailable(_) => crate::problem::response(
@@ -381,9 +381,10 @@ pub fn open_observed(
 ) -> anyhow::Result<Pool> {
     let pool = connect_observed(settings, events)?;
     let applied = migrate(&pool, migrations)?;
-    log::info!(
-        "database {} ready ({applied} migration(s) applied)",
-        redacted_url(&settings.database_url)
+    tracing::info!(
+        database = %redacted_url(&settings.database_url),
+        migrations_applied = applied,
+        "database ready"
     );
     Ok(pool)
 }
@@ -411,15 +412,15 @@ pub fn migrate(pool: &Pool, migrations: Migrations) -> anyhow::Result<usize> {
     }
     .map_err(|e| anyhow::anyhow!("migration failed: {e}"))?;
     for version in &applied {
-        log::info!("applied migration {version}");
+        tracing::info!(%version, "applied migration");
     }
     Ok(applied.len())
 }
 
 /// Runs `f` with a pooled connection on actix's blocking thread pool.
 ///
-/// The request id of the calling request follows the closure, so log lines written inside it
-/// still carry it.
+/// The span of the calling request follows the closure, so events logged inside it still
+/// carry its request id and trace id.
 pub async fn run<F, T, E>(pool: &Pool, f: F) -> Result<T, E>
 where
     F: FnOnce(&mut AnyConnection) -> Result<T, E> + Send + 'static,
@@ -427,12 +428,11 @@ where
     E: From<DbError> + Send + 'static,
 {
     let pool = pool.clone();
-    let request_id = crate::request_id::current();
+    let span = tracing::Span::current();
     actix_web::web::block(move || {
-        crate::request_id::with_blocking(request_id, || {
-            let mut conn = pool.get().map_err(DbError::Unavailable)?;
-            f(&mut conn)
-        })
+        let _in_request = span.enter();
+        let mut conn = pool.get().map_err(DbError::Unavailable)?;
+        f(&mut conn)
     })
     .await
     .map_err(|_| E::from(DbError::Cancelled))?

@@ -30,13 +30,13 @@ use crate::{
 /// An answer slower than this is logged at `info` even when it succeeded.
 pub const SLOW_REQUEST: std::time::Duration = std::time::Duration::from_millis(500);
 
-/// The access log: one line per request — client, request line, status, bytes, duration —
-/// carrying the request id like every other line. Its level says whether an operator needs
-/// it: `warn` for a 5xx, `info` for an answer slower than [`SLOW_REQUEST`], `debug` for the
-/// rest. At `RUST_LOG=info` a healthy request writes nothing here (the events that move
-/// money or change a session are logged at `info` where they happen); `RUST_LOG=debug` logs
-/// every request. Measured: at `info` the access lines were 2 of the ~11 lines, and most of
-/// the bytes, that one order + pay wrote across the services.
+/// The access log: one event per request — client, method, path, status, bytes, duration
+/// as fields — in the request's span like every other event. Its level says whether an
+/// operator needs it: `warn` for a 5xx, `info` for an answer slower than [`SLOW_REQUEST`],
+/// `debug` for the rest. At `RUST_LOG=info` a healthy request writes nothing here (the
+/// events that move money or change a session are logged at `info` where they happen);
+/// `RUST_LOG=debug` logs every request. Measured: at `info` the access lines were 2 of the
+/// ~11 lines, and most of the bytes, that one order + pay wrote across the services.
 pub async fn access_log(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
@@ -44,39 +44,42 @@ pub async fn access_log(
     let started = std::time::Instant::now();
     let res = next.call(req).await?;
     let (status, took) = (res.status(), started.elapsed());
-    let level = if status.is_server_error() {
-        log::Level::Warn
-    } else if took >= SLOW_REQUEST {
-        log::Level::Info
-    } else {
-        log::Level::Debug
-    };
-    let target = res
-        .request()
-        .app_data::<web::Data<ServiceName>>()
-        .map_or("access", |n| n.0);
-    if log::log_enabled!(target: target, level) {
-        let req = res.request();
-        let bytes = match res.response().body().size() {
-            actix_web::body::BodySize::Sized(n) => n.to_string(),
-            _ => "-".into(),
+    // one macro per level: tracing's levels are static
+    macro_rules! access {
+        ($level:expr) => {
+            if tracing::enabled!(target: "access", $level) {
+                let req = res.request();
+                let service = req.app_data::<web::Data<ServiceName>>().map_or("-", |n| n.0);
+                let bytes = match res.response().body().size() {
+                    actix_web::body::BodySize::Sized(n) => Some(n),
+                    _ => None,
+                };
+                tracing::event!(
+                    target: "access",
+                    $level,
+                    service,
+                    client = req.connection_info().realip_remote_addr().unwrap_or("-"),
+                    method = %req.method(),
+                    path = %req.uri(),
+                    status = status.as_u16(),
+                    bytes,
+                    ms = took.as_secs_f64() * 1000.0,
+                    "request answered"
+                );
+            }
         };
-        log::log!(
-            target: target,
-            level,
-            "{} \"{} {} {:?}\" {} {bytes} {:.3}ms",
-            req.connection_info().realip_remote_addr().unwrap_or("-"),
-            req.method(),
-            req.uri(),
-            req.version(),
-            status.as_u16(),
-            took.as_secs_f64() * 1000.0,
-        );
+    }
+    if status.is_server_error() {
+        access!(tracing::Level::WARN);
+    } else if took >= SLOW_REQUEST {
+        access!(tracing::Level::INFO);
+    } else {
+        access!(tracing::Level::DEBUG);
     }
     Ok(res)
 }
 
-/// The service's name, the target of its access lines: in the one-process stack, lines say
+/// The service's name, a field of its access events: in the one-process stack, lines say
 /// whose they are.
 #[derive(Debug, Clone, Copy)]
 pub struct ServiceName(pub &'static str);
@@ -145,7 +148,7 @@ where
 {
     let addr = listener.local_addr()?;
     let server = serve(name, listener, settings, pool, metrics, configure)?;
-    log::info!("{name} listening on http://{addr}");
+    tracing::info!(service = name, %addr, "listening");
     Ok(Running {
         name,
         port: addr.port(),
@@ -169,11 +172,11 @@ pub fn bind(name: &str, settings: &ServerSettings) -> anyhow::Result<TcpListener
 ///
 /// `configure` registers the service's own routes and data; this adds, for every service:
 /// metrics → request id → access log → problem+json for bare errors → the service
-/// credential check on `/internal/*` (outermost first), the body limit
-/// and the slow-client timeout (`client_timeout` for the head, then for the body),
-/// 400 problem+json for bad path and query parameters, the pool as `web::Data<Pool>`, and
-/// `GET /health`, `GET /ready` and `GET /metrics`. SIGTERM/SIGINT stop it gracefully: in-flight requests get
-/// `shutdown_timeout` to finish.
+/// credential check on `/internal/*` (outermost first), the body limit and the slow-client
+/// timeout (`client_timeout` for the head, then for the body), 400 problem+json for bad path
+/// and query parameters, the pool as `web::Data<Pool>` and the metrics as
+/// `web::Data<Metrics>`, and `GET /health`, `GET /ready` and `GET /metrics`. SIGTERM/SIGINT
+/// stop it gracefully: in-flight requests get `shutdown_timeout` to finish.
 pub fn serve<F>(
     name: &'static str,
     listener: TcpListener,
@@ -198,7 +201,8 @@ where
     let metrics = web::Data::new(metrics);
     let internal = web::Data::new(InternalToken(settings.internal_token.clone()));
     if settings.internal_token.is_none() {
-        log::warn!(
+        tracing::warn!(
+            service = name,
             "INTERNAL_TOKEN is unset: /internal/* accepts calls without a service credential"
         );
     }
@@ -258,10 +262,10 @@ async fn internal_guard(
             .map(|v| v.as_bytes())
             .unwrap_or(b"");
         if !constant_time_eq(given, expected.expose_secret().as_bytes()) {
-            log::warn!(
-                "refused {} {}: missing or wrong service credential",
-                req.method(),
-                req.path()
+            tracing::warn!(
+                method = %req.method(),
+                path = req.path(),
+                "refused: missing or wrong service credential"
             );
             let res = Problem::new(
                 StatusCode::UNAUTHORIZED,
@@ -311,7 +315,7 @@ async fn ready(pool: web::Data<Pool>) -> HttpResponse {
     match db::check(&pool, READY_TIMEOUT).await {
         Ok(()) => HttpResponse::Ok().json(json!({"status": "OK", "database": "up"})),
         Err(e) => {
-            log::warn!("readiness check failed: {e}");
+            tracing::warn!(error = %e, "readiness check failed");
             problem::response(StatusCode::SERVICE_UNAVAILABLE, "database unavailable")
         }
     }
@@ -435,15 +439,18 @@ pub fn install_tls_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
-/// Adds the current request's id to an outgoing call.
+/// Adds the current request's id and trace (`X-Request-Id`, `traceparent`) to an outgoing
+/// call.
 pub trait PropagateRequestId {
     fn propagate_request_id(self) -> Self;
 }
 
 impl PropagateRequestId for reqwest::RequestBuilder {
     fn propagate_request_id(self) -> Self {
-        match request_id::current() {
-            Some(id) => self.header(request_id::HEADER.as_str(), id),
+        match request_id::context() {
+            Some(ctx) => self
+                .header(request_id::HEADER.as_str(), ctx.id)
+                .header(crate::trace_context::HEADER, ctx.trace.to_string()),
             None => self,
         }
     }

@@ -12,12 +12,13 @@
 //! | [`money`] | `Money`: integer minor units inside, an exact decimal JSON number outside |
 //! | [`identity`] | the `Identity` extractor built from the forward-auth headers |
 //! | [`idempotency`] | the `Idempotency-Key` header, parsed once |
-//! | [`request_id`] | `X-Request-Id` on every response, log line and downstream call |
+//! | [`request_id`] | `X-Request-Id` and the request's span: on every response, log line and downstream call |
+//! | [`trace_context`] | W3C `traceparent`: one trace across every service a request reaches |
 //! | [`openapi`] | the shared parts of the OpenAPI description (money, problems, the session) |
 //! | [`http`] | the server skeleton (middleware, health routes) and the outgoing HTTP client |
 //! | [`metrics`] | Prometheus `GET /metrics`: RED per route, downstream calls, the pool, build info |
 //! | [`retry`] | bounded retries with exponential backoff and jitter |
-//! | [`telemetry`] | logging set-up |
+//! | [`telemetry`] | logging set-up: `tracing`, text or JSON (`LOG_FORMAT`) |
 //! | [`cli`] | the `serve` / `migrate` command line every binary shares |
 //!
 //! Business rules never live here: if a type means something to a customer (a login, an
@@ -40,6 +41,7 @@ pub mod settings;
 pub mod telemetry;
 #[cfg(feature = "test-util")]
 pub mod testing;
+pub mod trace_context;
 
 pub use identity::Identity;
 pub use json::Json;

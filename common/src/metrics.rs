@@ -244,9 +244,9 @@ impl Metrics {
         })
         .await;
         if let Err(e) = result {
-            log::warn!(
-                "metrics read from the database are stale: {}",
-                crate::problem::chain(&e)
+            tracing::warn!(
+                error = %crate::problem::chain(&e),
+                "metrics read from the database are stale"
             );
         }
     }

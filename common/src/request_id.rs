@@ -1,10 +1,11 @@
-//! `X-Request-Id`: taken from the request when it is sane, generated otherwise, echoed on the
-//! response, written on every log line of the request and sent on every downstream call.
+//! Who a request is, for logs and for the calls it makes: its `X-Request-Id` (taken from the
+//! request when it is sane, generated otherwise, echoed on the response) and its place in a
+//! W3C trace ([`TraceContext`]: continued from the request's `traceparent`, or started).
 //!
-//! The id travels in a tokio task-local for async code and in a thread-local inside
-//! [`crate::db::run`]'s blocking closures, so code that logs never has to pass it around.
-
-use std::cell::RefCell;
+//! Each request runs inside a `tracing` span, `request{request_id, trace_id}`, so every
+//! event it logs carries both, in every service. The context also travels in a tokio
+//! task-local, which [`crate::http::PropagateRequestId`] reads to put both headers on every
+//! downstream call; [`crate::db::run`] carries the span into its blocking closures.
 
 use actix_web::{
     Error,
@@ -13,37 +14,49 @@ use actix_web::{
     http::header::{HeaderName, HeaderValue},
     middleware::Next,
 };
+use tracing::Instrument;
+
+use crate::trace_context::{self, TraceContext};
 
 pub const HEADER: HeaderName = HeaderName::from_static("x-request-id");
 
+/// The request being served: its id and its hop in the trace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestContext {
+    pub id: String,
+    pub trace: TraceContext,
+}
+
+impl RequestContext {
+    /// The span that events logged on behalf of this request belong to.
+    pub fn span(&self) -> tracing::Span {
+        tracing::info_span!(
+            "request",
+            request_id = %self.id,
+            trace_id = %self.trace.trace_id(),
+        )
+    }
+}
+
 tokio::task_local! {
-    static TASK_ID: String;
+    static CONTEXT: RequestContext;
 }
 
-thread_local! {
-    static BLOCKING_ID: RefCell<Option<String>> = const { RefCell::new(None) };
+/// The context of the request being served on this task, if any.
+pub fn context() -> Option<RequestContext> {
+    CONTEXT.try_with(Clone::clone).ok()
 }
 
-/// The request id of the request being served on this task or thread, if any.
+/// The request id of the request being served on this task, if any.
 pub fn current() -> Option<String> {
-    TASK_ID
-        .try_with(Clone::clone)
-        .ok()
-        .or_else(|| BLOCKING_ID.with(|id| id.borrow().clone()))
+    CONTEXT.try_with(|c| c.id.clone()).ok()
 }
 
-/// Runs `future` with `id` as the current request id: for background work started on behalf
-/// of a request (for example a delivery retried later).
-pub async fn scope<F: Future>(id: String, future: F) -> F::Output {
-    TASK_ID.scope(id, future).await
-}
-
-/// Runs blocking `f` with `id` as the current request id of this thread.
-pub(crate) fn with_blocking<T>(id: Option<String>, f: impl FnOnce() -> T) -> T {
-    let previous = BLOCKING_ID.with(|slot| slot.replace(id));
-    let result = f();
-    BLOCKING_ID.with(|slot| *slot.borrow_mut() = previous);
-    result
+/// Runs `future` as part of the request `context`, in its span: for background work done on
+/// behalf of a request (a delivery retried later by the outbox relay).
+pub async fn scope<F: Future>(context: RequestContext, future: F) -> F::Output {
+    let span = context.span();
+    CONTEXT.scope(context, future.instrument(span)).await
 }
 
 /// An incoming id is kept only if it is short printable ASCII: it ends up in log lines and
@@ -57,7 +70,8 @@ fn accept(value: &HeaderValue) -> Option<String> {
     ok.then(|| s.to_string())
 }
 
-/// Middleware: assigns the id, runs the request inside its scope, echoes it on the response.
+/// Middleware: sets the request's context, runs the request inside it and its span, and
+/// echoes the id on the response.
 pub async fn middleware(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
@@ -67,8 +81,16 @@ pub async fn middleware(
         .get(HEADER)
         .and_then(accept)
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-    let header = HeaderValue::from_str(&id).expect("request ids are printable ASCII");
-    let mut res = TASK_ID.scope(id, next.call(req)).await?;
+    let parent = req
+        .headers()
+        .get(trace_context::HEADER)
+        .and_then(|v| v.to_str().ok());
+    let context = RequestContext {
+        trace: TraceContext::continue_from(parent),
+        id,
+    };
+    let header = HeaderValue::from_str(&context.id).expect("request ids are printable ASCII");
+    let mut res = scope(context, next.call(req)).await?;
     res.headers_mut().insert(HEADER, header);
     Ok(res)
 }
@@ -87,11 +109,15 @@ mod tests {
         assert_eq!(accept(&HeaderValue::from_str(&long).unwrap()), None);
     }
 
-    #[test]
-    fn blocking_scope_sets_and_restores_the_id() {
-        assert_eq!(current(), None);
-        let seen = with_blocking(Some("r1".into()), current);
-        assert_eq!(seen.as_deref(), Some("r1"));
+    #[actix_web::test]
+    async fn the_context_is_there_inside_its_scope_only() {
+        assert_eq!(context(), None);
+        let ctx = RequestContext {
+            id: "r1".into(),
+            trace: TraceContext::root(),
+        };
+        let seen = scope(ctx.clone(), async { context() }).await;
+        assert_eq!(seen, Some(ctx));
         assert_eq!(current(), None);
     }
 }

@@ -52,9 +52,12 @@ impl RetryPolicy {
             match call().await {
                 Err(e) if tried < attempts && retryable(&e) => {
                     let wait = self.backoff.delay(tried);
-                    log::warn!(
-                        "{what} failed (attempt {tried} of {attempts}): {e}; retrying in {} ms",
-                        wait.as_millis()
+                    tracing::warn!(
+                        error = %e,
+                        attempt = tried,
+                        attempts,
+                        retry_in_ms = wait.as_millis() as u64,
+                        "{what} failed; retrying"
                     );
                     tokio::time::sleep(wait).await;
                 }

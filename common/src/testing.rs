@@ -323,6 +323,56 @@ pub fn http_client() -> reqwest::Client {
         .expect("test HTTP client")
 }
 
+/// Every event logged in this process once installed, at debug level and above, as the JSON
+/// lines `LOG_FORMAT=json` writes: for tests of what is logged (trace ids across services).
+/// The subscriber is process-wide (the services log from their own worker threads), so a
+/// test that installs it must not run with `TEST_LOG`.
+pub struct LogCapture(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl LogCapture {
+    /// Installs the capturing subscriber; panics if one is installed already.
+    pub fn install() -> Self {
+        use tracing_subscriber::{layer::SubscriberExt, util::SubscriberInitExt};
+        let buffer = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = buffer.clone();
+        tracing_subscriber::registry()
+            .with(tracing_subscriber::filter::Targets::new().with_default(tracing::Level::DEBUG))
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .flatten_event(true)
+                    .with_current_span(true)
+                    .with_span_list(false)
+                    .with_writer(move || CaptureWriter(sink.clone())),
+            )
+            .try_init()
+            .expect("no other subscriber installed (unset TEST_LOG)");
+        Self(buffer)
+    }
+
+    /// The events so far, one JSON object each.
+    pub fn events(&self) -> Vec<serde_json::Value> {
+        let bytes = self.0.lock().expect("not poisoned").clone();
+        String::from_utf8_lossy(&bytes)
+            .lines()
+            .map(|line| serde_json::from_str(line).expect("one JSON object per line"))
+            .collect()
+    }
+}
+
+struct CaptureWriter(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for CaptureWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("not poisoned").extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// One scrape of a service's `GET /metrics`.
 #[derive(Debug, Clone)]
 pub struct Scrape(pub String);

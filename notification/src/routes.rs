@@ -169,13 +169,20 @@ async fn create(
     metrics.received(if created { "stored" } else { "replayed" });
     if created {
         // the order service logs the status change this announces; this is its echo
-        log::debug!("stored \"{}\" for user {}", stored.message, stored.user_id);
+        tracing::debug!(
+            user_id = stored.user_id,
+            order_id = stored.order_id,
+            text = %stored.message,
+            outcome = "stored",
+            "notification stored"
+        );
     } else {
-        log::debug!(
-            "\"{}\" for user {} was stored before (key {})",
-            stored.message,
-            stored.user_id,
-            stored.idempotency_key
+        tracing::debug!(
+            user_id = stored.user_id,
+            order_id = stored.order_id,
+            key = %stored.idempotency_key,
+            outcome = "replayed",
+            "notification was stored before"
         );
     }
     let mut body = serde_json::to_value(NotificationView::from(stored)).expect("serializable");

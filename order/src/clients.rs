@@ -192,11 +192,12 @@ impl NotificationClient {
         message: &OutboxRow,
         operation: &'static str,
     ) -> Result<(), SendError> {
-        let mut req = self.http.post(&self.notifications_url);
-        // the request id of the pay that queued it, also when a retry sends it much later
-        if let Some(id) = &message.request_id {
-            req = req.header(common::request_id::HEADER.as_str(), id.as_str());
-        }
+        // the request id and trace of the pay that queued it, also when the relay sends it
+        // much later (it runs each delivery in the context of the pay: outbox::spawn_relay)
+        let req = self
+            .http
+            .post(&self.notifications_url)
+            .propagate_request_id();
         let req = req.json(&json!({
             "user_id": message.user_id,
             "email": message.email,

@@ -42,6 +42,7 @@ diesel::table! {
         last_error -> Nullable<Text>,
         created_at -> Timestamp,
         abandoned_at -> Nullable<Timestamp>,
+        traceparent -> Nullable<Text>,
     }
 }
 
@@ -77,6 +78,8 @@ pub struct OutboxRow {
     pub order_id: i64,
     pub message: String,
     pub request_id: Option<String>,
+    /// The `traceparent` of the pay that queued it: a later delivery continues its trace.
+    pub traceparent: Option<String>,
     pub attempts: i32,
     pub delivered_at: Option<NaiveDateTime>,
 }
@@ -192,11 +195,12 @@ pub fn list(
         .load(conn)
 }
 
-/// Who is paying, for the message.
+/// Who is paying, for the message, and the request and trace the pay belongs to.
 pub struct Payer<'a> {
     pub user_id: i64,
     pub email: &'a str,
     pub request_id: Option<&'a str>,
+    pub traceparent: Option<&'a str>,
 }
 
 /// Records billing's answer: the order moves to `to` (unless it is already `Processing`,
@@ -250,6 +254,7 @@ pub fn record_outcome(
             order_id,
             message,
             request_id: payer.request_id.map(str::to_string),
+            traceparent: payer.traceparent.map(str::to_string),
             attempts: 0,
             delivered_at: None,
         };
@@ -278,15 +283,16 @@ fn queue_message(
     move_to: Option<Status>,
 ) -> Result<Option<i64>, DieselError> {
     const INSERT: &str = "INSERT INTO outbox (idempotency_key, user_id, email, order_id, message, \
-                          request_id, attempts, next_attempt_at, created_at)";
-    const ROW: &str = "$1, $2, $3, $4, $5, $6, 0, $7, $7";
+                          request_id, traceparent, attempts, next_attempt_at, created_at)";
+    // SQLite numbers `$N` parameters in order of first appearance: keep them in order here
+    const ROW: &str = "$1, $2, $3, $4, $5, $6, $7, 0, $8, $8";
     const UNLESS_QUEUED: &str = "ON CONFLICT (idempotency_key) DO NOTHING RETURNING id";
     let sql = match move_to {
         None => format!("{INSERT} VALUES ({ROW}) {UNLESS_QUEUED}"),
         Some(_) => format!(
             "WITH moved AS ( \
-               UPDATE orders SET status = $8, updated_at = $7 \
-               WHERE id = $4 AND user_id = $2 AND status <> $9 AND status <> $8 \
+               UPDATE orders SET status = $9, updated_at = $8 \
+               WHERE id = $4 AND user_id = $2 AND status <> $10 AND status <> $9 \
                RETURNING id) \
              {INSERT} SELECT {ROW} FROM moved {UNLESS_QUEUED}"
         ),
@@ -299,6 +305,7 @@ fn queue_message(
         .bind::<BigInt, _>(order_id)
         .bind::<Text, _>(message)
         .bind::<Nullable<Text>, _>(payer.request_id)
+        .bind::<Nullable<Text>, _>(payer.traceparent)
         .bind::<Timestamp, _>(at);
     if let Some(to) = move_to {
         query = query

@@ -74,7 +74,7 @@ impl ResponseError for OrderError {
             OrderError::BillingUnavailable(cause)
             | OrderError::BillingRefused(cause)
             | OrderError::BillingBadAnswer(cause) => {
-                log::error!("{self}: {cause}");
+                tracing::error!(%cause, "{self}");
                 problem::response(status, self.to_string())
             }
             other => problem::response(status, other.to_string()),

@@ -8,7 +8,11 @@
 
 use std::{sync::Arc, time::Duration};
 
-use common::db::{self, DbError, Pool};
+use common::{
+    db::{self, DbError, Pool},
+    request_id::RequestContext,
+    trace_context::TraceContext,
+};
 
 use crate::{
     clients::NotificationClient,
@@ -80,21 +84,26 @@ async fn deliver(outbox: &Outbox, message: &OutboxRow, sender: Sender) -> bool {
             .await
             {
                 // delivered but not recorded: it will be sent again, and stored once
-                log::warn!(
-                    "message {} delivered but not marked: {}",
-                    message.idempotency_key,
-                    common::problem::chain(&e)
+                tracing::warn!(
+                    key = %message.idempotency_key,
+                    error = %common::problem::chain(&e),
+                    "message delivered but not marked"
                 );
             }
             // a late delivery (the relay) is worth an info line; the usual one is not
             if message.attempts > 0 {
-                log::info!(
-                    "delivered \"{}\" to notification after {} failed attempt(s)",
-                    message.message,
-                    message.attempts
+                tracing::info!(
+                    order_id = message.order_id,
+                    text = %message.message,
+                    failed_attempts = message.attempts,
+                    "delivered to notification after failed attempts"
                 );
             } else {
-                log::debug!("delivered \"{}\" to notification", message.message);
+                tracing::debug!(
+                    order_id = message.order_id,
+                    text = %message.message,
+                    "delivered to notification"
+                );
             }
             true
         }
@@ -111,16 +120,23 @@ async fn deliver(outbox: &Outbox, message: &OutboxRow, sender: Sender) -> bool {
             if attempts >= policy.max_attempts {
                 let _ = db::run(pool, move |conn| abandon(conn, id).map_err(DbError::from)).await;
                 outbox.metrics.abandoned();
-                log::error!(
-                    "giving up on \"{}\" (outbox id {id}, key {}) after {attempts} attempts; last error: {error}",
-                    message.message,
-                    message.idempotency_key
+                tracing::error!(
+                    order_id = message.order_id,
+                    text = %message.message,
+                    outbox_id = id,
+                    key = %message.idempotency_key,
+                    attempts,
+                    %error,
+                    "giving up on a message: not delivered after the last attempt"
                 );
             } else {
-                log::warn!(
-                    "\"{}\" not delivered (attempt {attempts}): {error}; next try in {:.1}s",
-                    message.message,
-                    retry_in.as_secs_f64()
+                tracing::warn!(
+                    order_id = message.order_id,
+                    text = %message.message,
+                    attempt = attempts,
+                    %error,
+                    retry_in_s = retry_in.as_secs_f64(),
+                    "message not delivered; will retry"
                 );
             }
             false
@@ -141,9 +157,9 @@ pub fn spawn_relay(outbox: Outbox, every: Duration, lease: Duration) {
                 match db::run(&pool, |conn| due_messages(conn, 100).map_err(DbError::from)).await {
                     Ok(due) => due,
                     Err(e) => {
-                        log::warn!(
-                            "outbox relay cannot read the outbox: {}",
-                            common::problem::chain(&e)
+                        tracing::warn!(
+                            error = %common::problem::chain(&e),
+                            "outbox relay cannot read the outbox"
                         );
                         continue;
                     }
@@ -157,12 +173,16 @@ pub fn spawn_relay(outbox: Outbox, every: Duration, lease: Duration) {
                 if !matches!(claimed, Ok(true)) {
                     continue; // another replica has it, or it was just delivered
                 }
-                let delivery = outbox.deliver(&message, Sender::Relay);
-                match message.request_id.clone() {
-                    // log lines of a retry carry the id of the pay that queued the message
-                    Some(id) => common::request_id::scope(id, delivery).await,
-                    None => delivery.await,
+                // a retry runs as part of the pay that queued the message: its request id, and
+                // a new span in its trace, on the log lines and on the call to notification
+                let context = RequestContext {
+                    id: message
+                        .request_id
+                        .clone()
+                        .unwrap_or_else(|| format!("outbox-{id}")),
+                    trace: TraceContext::continue_from(message.traceparent.as_deref()),
                 };
+                common::request_id::scope(context, outbox.deliver(&message, Sender::Relay)).await;
             }
         }
     });

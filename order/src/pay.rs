@@ -84,7 +84,10 @@ impl Payments {
             Status::Failed
         };
 
-        let (email, request_id) = (customer.email.clone(), common::request_id::current());
+        let email = customer.email.clone();
+        let context = common::request_id::context();
+        let request_id = context.as_ref().map(|c| c.id.clone());
+        let traceparent = context.map(|c| c.trace.to_string());
         let before = order.status;
         let timer = self.metrics.record_outcome.clone();
         let (order, message) = db::run(&self.pool, move |conn| {
@@ -93,20 +96,19 @@ impl Payments {
                 user_id,
                 email: &email,
                 request_id: request_id.as_deref(),
+                traceparent: traceparent.as_deref(),
             };
             crate::db::record_outcome(conn, &payer, order, verdict).map_err(OrderError::from)
         })
         .await?;
         self.metrics.transition(before, order.status);
-        log::info!(
-            "order {order_id} paid: billing {:?}{}, status {}",
-            payment.status,
-            if payment.replayed {
-                " (charged before)"
-            } else {
-                ""
-            },
-            order.status
+        tracing::info!(
+            order_id,
+            user_id,
+            billing = ?payment.status,
+            replayed = payment.replayed,
+            status = %order.status,
+            "order paid"
         );
 
         let delivery = match message {

@@ -159,11 +159,11 @@ async fn create(
     let row = match created {
         Created::New(row) => {
             payments.metrics.created();
-            log::debug!("user {user} created order {} of {}", row.id, row.amount());
+            tracing::debug!(user_id = user, order_id = row.id, amount = %row.amount(), "created order");
             row
         }
         Created::Replayed(row) => {
-            log::debug!("user {user} replayed the creation of order {}", row.id);
+            tracing::debug!(user_id = user, order_id = row.id, "order creation replayed");
             row
         }
         Created::KeyConflict => return Err(OrderError::KeyConflict),

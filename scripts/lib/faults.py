@@ -282,9 +282,13 @@ def billing_killed_during_pays():
     check(all(answers[int(o)]["status"] == status[o] for o in status), "every pay's answer matches the order's final status")
     check(retried[0] > 0, "the kill landed during the stream (some pays had to be retried)")
     with open(f"{WORK}/order.log", errors="replace") as log:
-        own = sum("failed (attempt" in line and "payment of order" in line for line in log)
+        own = sum("payment of order" in line and "failed; retrying" in line for line in log)
     say(f"order itself retried {own} billing calls that failed fast (HTTP_RETRIES, backoff with jitter)")
     check(own > 0, "order retried failed billing calls itself, with backoff")
+    if PROMETHEUS:
+        counted = prom_wait('sum(shop_downstream_retries_total{job="order", target="billing", operation="pay"})',
+                            lambda v: v is not None and v >= own, 5)
+        check(counted == own, f"Prometheus counted the same retries: shop_downstream_retries_total {counted}")
 
 
 def notification_down_during_pays():

@@ -31,7 +31,7 @@ use actix_web::{
     middleware::from_fn,
     web,
 };
-use common::{identity, problem, request_id};
+use common::{identity, problem, request_id, trace_context};
 
 /// The services behind the gateway.
 #[derive(Debug, Clone)]
@@ -184,11 +184,11 @@ impl Gateway {
         let host = req.connection_info().host().to_string();
         let url = format!("{}/auth", self.upstreams.auth);
         let original_url = format!("http://{host}{uri}");
-        let request_id = request_id::current().unwrap_or_default();
+        let (request_id, traceparent) = ids();
         let build = || {
             let mut check = self.http.get(url.as_str());
             for (name, value) in req.headers() {
-                if forwardable(name) && name != header::CONTENT_TYPE {
+                if forwardable(name) && name != header::CONTENT_TYPE && name != TRACEPARENT {
                     check = check.header(name.as_str(), value.as_bytes());
                 }
             }
@@ -198,12 +198,13 @@ impl Gateway {
                 .header("X-Sent-From", "nginx-ingress-controller")
                 .header("X-Auth-Request-Redirect", uri)
                 .header("X-Request-ID", request_id.as_str())
+                .header(trace_context::HEADER, traceparent.as_str())
         };
         let answer = self
             .send(Service::Auth, &reqwest::Method::GET, build)
             .await
             .map_err(|e| {
-                log::error!("forward-auth: auth unreachable: {}", problem::chain(&e));
+                tracing::error!(error = %problem::chain(&e), "forward-auth: auth unreachable");
                 problem::response(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "authentication service unavailable",
@@ -234,7 +235,10 @@ impl Gateway {
                 "not logged in: POST /login first",
             )),
             other => {
-                log::error!("forward-auth: auth answered {other}");
+                tracing::error!(
+                    status = other,
+                    "forward-auth: auth answered neither 2xx nor 401/403"
+                );
                 Err(problem::response(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "authentication check failed",
@@ -256,9 +260,12 @@ impl Gateway {
         match build().send().await {
             Err(error) => match retry_reason(method, &error) {
                 Some(reason) => {
-                    log::warn!(
-                        "upstream {service:?}: {reason} ({}); sending {method} once more",
-                        problem::chain(&error)
+                    tracing::warn!(
+                        upstream = ?service,
+                        reason,
+                        error = %problem::chain(&error),
+                        %method,
+                        "upstream failed before answering; sending once more"
                     );
                     build().send().await
                 }
@@ -285,7 +292,7 @@ impl Gateway {
             .map(|a| a.ip().to_string())
             .unwrap_or_default();
         let host = req.connection_info().host().to_string();
-        let request_id = request_id::current().unwrap_or_default();
+        let (request_id, traceparent) = ids();
         let build = || {
             let mut upstream = self.http.request(method.clone(), url.as_str());
             for (name, value) in req.headers() {
@@ -293,6 +300,7 @@ impl Gateway {
                 if forwardable(name)
                     && !identity::HEADERS.contains(name)
                     && name != request_id::HEADER
+                    && name != TRACEPARENT
                 {
                     upstream = upstream.header(name.as_str(), value.as_bytes());
                 }
@@ -302,6 +310,7 @@ impl Gateway {
             }
             upstream
                 .header("X-Request-ID", request_id.as_str())
+                .header(trace_context::HEADER, traceparent.as_str())
                 .header("X-Forwarded-For", peer.as_str())
                 .header("X-Real-IP", peer.as_str())
                 .header("X-Forwarded-Host", host.as_str())
@@ -313,7 +322,7 @@ impl Gateway {
         let answer = match answer {
             Ok(answer) => answer,
             Err(e) => {
-                log::error!("upstream {service:?} unreachable: {}", problem::chain(&e));
+                tracing::error!(upstream = ?service, error = %problem::chain(&e), "upstream unreachable");
                 return problem::response(
                     StatusCode::BAD_GATEWAY,
                     format!("{service:?} is unavailable").to_lowercase(),
@@ -335,9 +344,10 @@ impl Gateway {
         match answer.bytes().await {
             Ok(bytes) => res.body(bytes),
             Err(e) => {
-                log::error!(
-                    "upstream {service:?} answer cut short: {}",
-                    problem::chain(&e)
+                tracing::error!(
+                    upstream = ?service,
+                    error = %problem::chain(&e),
+                    "upstream answer cut short"
                 );
                 problem::response(StatusCode::BAD_GATEWAY, "upstream answer cut short")
             }
@@ -460,6 +470,17 @@ pub fn serve(
 
 /// How long the gateway keeps an idle client connection open: ingress-nginx's default.
 const CLIENT_KEEP_ALIVE: std::time::Duration = std::time::Duration::from_secs(75);
+
+/// `traceparent`, which the gateway sets itself: it is a hop of the trace.
+const TRACEPARENT: HeaderName = HeaderName::from_static(trace_context::HEADER);
+
+/// The request id and the `traceparent` (this hop as parent) that the gateway's calls carry.
+fn ids() -> (String, String) {
+    let context = request_id::context();
+    let request_id = context.as_ref().map(|c| c.id.clone()).unwrap_or_default();
+    let trace = context.map_or_else(trace_context::TraceContext::root, |c| c.trace);
+    (request_id, trace.to_string())
+}
 
 #[cfg(test)]
 mod tests {

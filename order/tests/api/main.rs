@@ -6,3 +6,4 @@ mod create;
 mod faults;
 mod helpers;
 mod pay;
+mod trace;
