@@ -15,7 +15,10 @@
 
 use std::io::IsTerminal;
 
-use tracing_subscriber::{filter::Targets, layer::SubscriberExt, util::SubscriberInitExt};
+use tracing_subscriber::{
+    Layer, Registry, filter::Targets, fmt::MakeWriter, layer::SubscriberExt,
+    util::SubscriberInitExt,
+};
 
 /// The filter when `RUST_LOG` is unset.
 pub const DEFAULT_FILTER: &str = "info,actix_server=warn";
@@ -53,6 +56,20 @@ fn filter() -> Targets {
     }
 }
 
+/// The JSON lines of `LOG_FORMAT=json`, written to `writer`: the event's fields at the top
+/// level, its request span under `span`.
+pub fn json_layer<W>(writer: W) -> impl Layer<tracing_subscriber::layer::Layered<Targets, Registry>>
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
+    tracing_subscriber::fmt::layer()
+        .json()
+        .flatten_event(true)
+        .with_current_span(true)
+        .with_span_list(false)
+        .with_writer(writer)
+}
+
 /// Initialises logging once; later calls (several services in one process, tests) are no-ops.
 pub fn init() {
     let format = Format::from_env().unwrap_or_else(|e| {
@@ -61,16 +78,7 @@ pub fn init() {
     });
     let registry = tracing_subscriber::registry().with(filter());
     let _ = match format {
-        Format::Json => registry
-            .with(
-                tracing_subscriber::fmt::layer()
-                    .json()
-                    .flatten_event(true)
-                    .with_current_span(true)
-                    .with_span_list(false)
-                    .with_writer(std::io::stderr),
-            )
-            .try_init(),
+        Format::Json => registry.with(json_layer(std::io::stderr)).try_init(),
         Format::Text => registry
             .with(
                 tracing_subscriber::fmt::layer()

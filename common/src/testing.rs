@@ -337,14 +337,9 @@ impl LogCapture {
         let sink = buffer.clone();
         tracing_subscriber::registry()
             .with(tracing_subscriber::filter::Targets::new().with_default(tracing::Level::DEBUG))
-            .with(
-                tracing_subscriber::fmt::layer()
-                    .json()
-                    .flatten_event(true)
-                    .with_current_span(true)
-                    .with_span_list(false)
-                    .with_writer(move || CaptureWriter(sink.clone())),
-            )
+            .with(crate::telemetry::json_layer(move || {
+                CaptureWriter(sink.clone())
+            }))
             .try_init()
             .expect("no other subscriber installed (unset TEST_LOG)");
         Self(buffer)

@@ -8,7 +8,7 @@ use common::testing::{LogCapture, free_port, wait_until};
 use reqwest::Method;
 use serde_json::Value;
 
-use crate::helpers::{spawn_app, spawn_order};
+use crate::helpers::{TestApp, spawn_app, spawn_order};
 
 const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 
@@ -29,6 +29,18 @@ fn service(event: &Value) -> String {
             .unwrap_or("")
             .to_string(),
     }
+}
+
+/// Pays order `id` of user 1 with this test's `traceparent`; the pay's request id.
+async fn pay_in_trace(app: &TestApp, id: i64) -> String {
+    let res = app
+        .as_user(Method::PUT, format!("{}/order/{id}/pay", app.address), 1)
+        .header("traceparent", traceparent())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    res.headers()["x-request-id"].to_str().unwrap().to_string()
 }
 
 /// The services that logged an event in `trace`, and the request ids of those events.
@@ -52,15 +64,7 @@ async fn a_pay_is_one_trace_in_order_billing_and_notification() {
     let app = spawn_app().await;
     app.deposit(1, 5000).await;
     let id = app.order(1, 3000).await;
-
-    let res = app
-        .as_user(Method::PUT, format!("{}/order/{id}/pay", app.address), 1)
-        .header("traceparent", traceparent())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 200);
-    let request_id = res.headers()["x-request-id"].to_str().unwrap().to_string();
+    let request_id = pay_in_trace(&app, id).await;
 
     let (services, ids) = in_trace(&logs, TRACE);
     let expected: BTreeSet<String> = ["billing", "notification", "order"]
@@ -94,14 +98,7 @@ async fn a_message_the_relay_delivers_later_stays_in_the_trace_of_its_pay() {
     .await;
     app.deposit(1, 5000).await;
     let id = app.order(1, 3000).await;
-    let res = app
-        .as_user(Method::PUT, format!("{}/order/{id}/pay", app.address), 1)
-        .header("traceparent", traceparent())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 200);
-    let request_id = res.headers()["x-request-id"].to_str().unwrap().to_string();
+    let request_id = pay_in_trace(&app, id).await;
     let (services, _) = in_trace(&logs, TRACE);
     assert!(!services.contains("notification"), "notification is down");
 
