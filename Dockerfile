@@ -21,17 +21,20 @@ FROM chef AS planner
 COPY . .
 RUN cargo chef prepare --recipe-path recipe.json
 
-# 2. cook: build only the dependencies, cached until recipe.json changes
+# 2. cook: build only the dependencies, cached until recipe.json changes.
+#    FEATURES: extra cargo features, e.g. `--build-arg FEATURES=common/otlp` for OTLP span
+#    export (README, "Logs and traces"); the same for cook and build, so the cache holds.
 FROM chef AS builder
+ARG FEATURES=""
 COPY --from=planner /app/recipe.json recipe.json
-RUN cargo chef cook --release --locked --recipe-path recipe.json
+RUN cargo chef cook --release --locked --recipe-path recipe.json ${FEATURES:+--features "$FEATURES"}
 # 3. build every binary of the workspace in one layer that the four images share. Building
 #    one package (-p auth) would unify dependency features differently from the cook step and
 #    recompile part of the dependencies; the whole workspace reuses all of them.
 COPY . .
 # shop_build_info{revision} on /metrics: `--build-arg SHOP_REVISION=$(git rev-parse --short HEAD)`
 ARG SHOP_REVISION=unknown
-RUN cargo build --release --locked --workspace --bins
+RUN cargo build --release --locked --workspace --bins ${FEATURES:+--features "$FEATURES"}
 # 4. pick the one service asked for. SERVICE is declared this late on purpose: declared
 #    earlier, every service name would invalidate the cached layers above.
 ARG SERVICE

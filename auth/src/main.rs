@@ -2,7 +2,7 @@ use common::cli::Command;
 
 #[actix_web::main]
 async fn main() -> anyhow::Result<()> {
-    common::telemetry::init();
+    let _telemetry = common::telemetry::init();
     // arguments first: `--help` works even when a setting is wrong
     let command = common::cli::parse("auth");
     let settings = auth::Settings::load()?;

@@ -5,7 +5,7 @@
 //! Each request runs inside a `tracing` span, `request{request_id, trace_id}`, so every
 //! event it logs carries both, in every service. The context also travels in a tokio
 //! task-local, which [`crate::http::PropagateRequestId`] reads to put both headers on every
-//! downstream call; [`crate::db::run`] carries the span into its blocking closures.
+//! downstream call.
 
 use actix_web::{
     Error,
@@ -28,13 +28,26 @@ pub struct RequestContext {
 }
 
 impl RequestContext {
-    /// The span that events logged on behalf of this request belong to.
-    pub fn span(&self) -> tracing::Span {
-        tracing::info_span!(
+    /// The span that events logged on behalf of this request belong to. With OTLP export on
+    /// (`telemetry`), it is also the exported span, and this hop takes its ids, so the
+    /// `traceparent` sent on names the span a tracing backend shows.
+    pub fn span(&mut self) -> tracing::Span {
+        if !crate::telemetry::exporting() {
+            // the common case: the ids are known now, and the span's fields are written once
+            return tracing::info_span!(
+                "request",
+                request_id = %self.id,
+                trace_id = %self.trace.trace_id_hex(),
+            );
+        }
+        let span = tracing::info_span!(
             "request",
             request_id = %self.id,
-            trace_id = %self.trace.trace_id(),
-        )
+            trace_id = tracing::field::Empty,
+        );
+        self.trace = crate::telemetry::export_span(&span, self.trace);
+        span.record("trace_id", self.trace.trace_id());
+        span
     }
 }
 
@@ -54,7 +67,7 @@ pub fn current() -> Option<String> {
 
 /// Runs `future` as part of the request `context`, in its span: for background work done on
 /// behalf of a request (a delivery retried later by the outbox relay).
-pub async fn scope<F: Future>(context: RequestContext, future: F) -> F::Output {
+pub async fn scope<F: Future>(mut context: RequestContext, future: F) -> F::Output {
     let span = context.span();
     CONTEXT.scope(context, future.instrument(span)).await
 }

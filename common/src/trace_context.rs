@@ -19,6 +19,8 @@ pub const HEADER: &str = "traceparent";
 pub struct TraceContext {
     trace_id: u128,
     span_id: u64,
+    /// The caller's span, when the trace was continued from a `traceparent`.
+    parent_span_id: Option<u64>,
     sampled: bool,
 }
 
@@ -29,6 +31,7 @@ impl TraceContext {
         Self {
             trace_id: rng.random_range(1..=u128::MAX),
             span_id: rng.random_range(1..=u64::MAX),
+            parent_span_id: None,
             sampled: true,
         }
     }
@@ -39,6 +42,7 @@ impl TraceContext {
         match parent.and_then(Self::parse) {
             Some(parent) => Self {
                 span_id: rand::rng().random_range(1..=u64::MAX),
+                parent_span_id: Some(parent.span_id),
                 ..parent
             },
             None => Self::root(),
@@ -74,18 +78,50 @@ impl TraceContext {
         (trace_id != 0 && span_id != 0).then_some(Self {
             trace_id,
             span_id,
+            parent_span_id: None,
             sampled: flags & 1 == 1,
         })
     }
 
     /// The trace id as it appears in logs and headers (32 lowercase hex digits).
     pub fn trace_id(&self) -> String {
-        format!("{:032x}", self.trace_id)
+        self.trace_id_hex().to_string()
+    }
+
+    /// The trace id, written as [`Self::trace_id`] without allocating (a log field).
+    pub fn trace_id_hex(&self) -> impl fmt::Display + use<> {
+        struct Hex(u128);
+        impl fmt::Display for Hex {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{:032x}", self.0)
+            }
+        }
+        Hex(self.trace_id)
     }
 
     /// This hop's span id (16 lowercase hex digits).
     pub fn span_id(&self) -> String {
         format!("{:016x}", self.span_id)
+    }
+
+    /// The ids as numbers: trace, this span, the caller's span; and whether it is sampled.
+    pub fn ids(&self) -> (u128, u64, Option<u64>, bool) {
+        (
+            self.trace_id,
+            self.span_id,
+            self.parent_span_id,
+            self.sampled,
+        )
+    }
+
+    /// This hop with the trace and span ids an exporter assigned (OTLP: the exported span's).
+    pub fn with_ids(self, trace_id: u128, span_id: u64, sampled: bool) -> Self {
+        Self {
+            trace_id,
+            span_id,
+            sampled,
+            ..self
+        }
     }
 }
 

@@ -20,7 +20,7 @@ async fn main() -> anyhow::Result<()> {
         }
         Some(other) => anyhow::bail!("unknown argument {other:?}\n\n{USAGE}"),
     }
-    common::telemetry::init();
+    let _telemetry = common::telemetry::init();
     let stack = stack::start(&stack::StackSettings::from_env()?)?;
     println!("{}", stack.banner());
     stack.run().await?;

@@ -5,5 +5,6 @@
 mod create;
 mod faults;
 mod helpers;
+mod otlp;
 mod pay;
 mod trace;
