@@ -114,14 +114,11 @@ impl Metrics {
                 "Calls to another service tried again after a failure, by target and operation.",
                 &["target", "operation"],
             ),
-            pool_connections: IntGaugeVec::new(
-                Opts::new(
-                    "shop_db_pool_connections",
-                    "Open database connections, by state (idle, in_use).",
-                ),
+            pool_connections: gauge(
+                "shop_db_pool_connections",
+                "Open database connections, by state (idle, in_use).",
                 &["state"],
-            )
-            .expect("valid metric"),
+            ),
             pool_max: IntGauge::new(
                 "shop_db_pool_max_connections",
                 "Size of the database connection pool (DB_POOL_SIZE).",
@@ -136,14 +133,11 @@ impl Metrics {
             scrape_hooks: Mutex::new(Vec::new()),
             registry,
         };
-        let build_info = IntGaugeVec::new(
-            Opts::new(
-                "shop_build_info",
-                "Always 1: the version and source revision of the running binary.",
-            ),
+        let build_info = gauge(
+            "shop_build_info",
+            "Always 1: the version and source revision of the running binary.",
             &["version", "revision"],
-        )
-        .expect("valid metric");
+        );
         build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION"), REVISION])
             .set(1);
