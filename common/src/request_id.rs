@@ -2,10 +2,11 @@
 //! request when it is sane, generated otherwise, echoed on the response) and its place in a
 //! W3C trace ([`TraceContext`]: continued from the request's `traceparent`, or started).
 //!
-//! Each request runs inside a `tracing` span, `request{request_id, trace_id}`, so every
-//! event it logs carries both, in every service. The context also travels in a tokio
-//! task-local, which [`crate::http::PropagateRequestId`] reads to put both headers on every
-//! downstream call.
+//! The context travels with the request in a tokio task-local: every event logged while
+//! serving it is written with both ids (`crate::telemetry`'s line formats read it, in every
+//! service), and [`crate::http::PropagateRequestId`] reads it to put both headers on every
+//! downstream call. With OTLP export on, the request also runs in an exported `tracing`
+//! span.
 
 use actix_web::{
     Error,
@@ -28,18 +29,9 @@ pub struct RequestContext {
 }
 
 impl RequestContext {
-    /// The span that events logged on behalf of this request belong to. With OTLP export on
-    /// (`telemetry`), it is also the exported span, and this hop takes its ids, so the
-    /// `traceparent` sent on names the span a tracing backend shows.
-    pub fn span(&mut self) -> tracing::Span {
-        if !crate::telemetry::exporting() {
-            // the common case: the ids are known now, and the span's fields are written once
-            return tracing::info_span!(
-                "request",
-                request_id = %self.id,
-                trace_id = %self.trace.trace_id_hex(),
-            );
-        }
+    /// The span exported for this request (OTLP export on, `telemetry`). This hop takes the
+    /// span's ids, so the `traceparent` sent on names the span a tracing backend shows.
+    fn exported_span(&mut self) -> tracing::Span {
         let span = tracing::info_span!(
             "request",
             request_id = %self.id,
@@ -65,11 +57,20 @@ pub fn current() -> Option<String> {
     CONTEXT.try_with(|c| c.id.clone()).ok()
 }
 
-/// Runs `future` as part of the request `context`, in its span: for background work done on
-/// behalf of a request (a delivery retried later by the outbox relay).
+/// `f` of the context of the request being served on this task, if any, without a copy.
+pub(crate) fn with_context<R>(f: impl FnOnce(&RequestContext) -> R) -> Option<R> {
+    CONTEXT.try_with(f).ok()
+}
+
+/// Runs `future` as part of the request `context` (and, exporting, in its span): for a
+/// request, and for background work done on behalf of one (a delivery retried later by the
+/// outbox relay).
 pub async fn scope<F: Future>(mut context: RequestContext, future: F) -> F::Output {
-    let span = context.span();
-    CONTEXT.scope(context, future.instrument(span)).await
+    if crate::telemetry::exporting() {
+        let span = context.exported_span();
+        return CONTEXT.scope(context, future.instrument(span)).await;
+    }
+    CONTEXT.scope(context, future).await
 }
 
 /// An incoming id is kept only if it is short printable ASCII: it ends up in log lines and
@@ -83,8 +84,8 @@ fn accept(value: &HeaderValue) -> Option<String> {
     ok.then(|| s.to_string())
 }
 
-/// Middleware: sets the request's context, runs the request inside it and its span, and
-/// echoes the id on the response.
+/// Middleware: sets the request's context, runs the request inside it, and echoes the id on
+/// the response.
 pub async fn middleware(
     req: ServiceRequest,
     next: Next<impl MessageBody>,

@@ -1,7 +1,7 @@
 //! Logs: `tracing` events, written by `tracing-subscriber` to stderr.
 //!
 //! - `LOG_FORMAT=json`: one JSON object per line (what a log collector wants; the Kubernetes
-//!   manifests set it), with the event's fields and its request span:
+//!   manifests set it), with the event's fields and the request it was logged for:
 //!   `{"timestamp":…,"level":"INFO","target":"billing::routes","message":"charged",
 //!   "order_id":7,"amount":"30.00",…,"span":{"name":"request","request_id":…,"trace_id":…}}`.
 //! - otherwise (the default): one human-readable line per event,
@@ -29,6 +29,8 @@ use tracing_subscriber::{
 };
 
 use crate::trace_context::TraceContext;
+
+mod format;
 
 /// The filter when `RUST_LOG` is unset.
 pub const DEFAULT_FILTER: &str = "info,actix_server=warn";
@@ -67,17 +69,14 @@ fn filter() -> Targets {
 }
 
 /// The JSON lines of `LOG_FORMAT=json`, written to `writer`: the event's fields at the top
-/// level, its request span under `span`.
+/// level, its request under `span`.
 pub fn json_layer<S, W>(writer: W) -> impl Layer<S>
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
     W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
 {
     tracing_subscriber::fmt::layer()
-        .json()
-        .flatten_event(true)
-        .with_current_span(true)
-        .with_span_list(false)
+        .event_format(format::Json::new())
         .with_writer(writer)
 }
 
@@ -146,6 +145,7 @@ fn install(#[cfg(feature = "otlp")] endpoint: Option<String>) -> Telemetry {
         Format::Text => registry
             .with(
                 tracing_subscriber::fmt::layer()
+                    .event_format(format::Text)
                     .with_ansi(std::io::stderr().is_terminal())
                     .with_writer(std::io::stderr),
             )
