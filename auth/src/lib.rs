@@ -72,7 +72,9 @@ pub fn start(settings: Settings) -> anyhow::Result<Running> {
                 database_backend == Backend::Sqlite,
             );
             if database_backend == Backend::Postgres {
-                session_cache::spawn_listener(settings.database.database_url.clone(), &cache)?;
+                let listen_url = (settings.database_listen_url.as_ref())
+                    .unwrap_or(&settings.database.database_url);
+                session_cache::spawn_listener(listen_url.clone(), &cache)?;
             }
             let sessions = routes::SessionConfig {
                 store: session_store::DbSessionStore::new(pool.clone(), cache.clone()),

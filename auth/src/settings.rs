@@ -37,6 +37,12 @@ pub struct Settings {
     /// check reads the database). Revocations reach every replica's cache within
     /// milliseconds (`auth::session_cache`).
     pub session_cache_size: usize,
+    /// `DATABASE_LISTEN_URL`: where the session cache `LISTEN`s for revocations (PostgreSQL
+    /// only). Unset: `DATABASE_URL`. Set it when `DATABASE_URL` goes through a pooler in
+    /// transaction mode, which hands each transaction any server connection, so a `LISTEN`
+    /// would stay behind on one that others then use: point it at PostgreSQL itself, or at a
+    /// session-mode pool.
+    pub database_listen_url: Option<String>,
     /// `BCRYPT_COST`: bcrypt work factor, 4–31 (each step doubles the time; 12 ≈ 250 ms).
     pub bcrypt_cost: u32,
     /// `LOGIN_MAX_FAILURES`: failed logins for one login within `LOGIN_FAILURE_WINDOW` after
@@ -60,6 +66,7 @@ impl Default for Settings {
             session_cookie_secure: false,
             session_cleanup_interval: Duration::from_secs(600),
             session_cache_size: 10_000,
+            database_listen_url: None,
             bcrypt_cost: 12,
             login_max_failures: 5,
             login_failure_window: Duration::from_secs(15 * 60),
@@ -76,6 +83,16 @@ impl Settings {
     }
 
     pub fn validate(&self) -> anyhow::Result<()> {
+        if let Some(url) = &self.database_listen_url {
+            anyhow::ensure!(
+                matches!(
+                    common::db::DatabaseUrl::parse(url),
+                    Ok(common::db::DatabaseUrl::Postgres(_))
+                ),
+                "invalid setting DATABASE_LISTEN_URL: {:?} is not a postgres://… URL",
+                common::db::redacted_url(url)
+            );
+        }
         anyhow::ensure!(
             (4..=31).contains(&self.bcrypt_cost),
             "invalid setting BCRYPT_COST: must be 4 to 31"
@@ -196,5 +213,27 @@ mod tests {
             .is_err()
         );
         assert!(Settings::default().validate().is_ok());
+    }
+
+    #[test]
+    fn the_listen_url_and_the_statement_cache_are_read_and_checked() {
+        let settings: Settings = common::settings::load_from([
+            ("DATABASE_LISTEN_URL", "postgres://auth:pw@db:5432/auth"),
+            ("DB_STATEMENT_CACHE", "false"),
+        ])
+        .unwrap();
+        assert!(settings.validate().is_ok());
+        assert!(!settings.database.db_statement_cache);
+        assert!(Settings::default().database.db_statement_cache);
+        let sqlite = Settings {
+            database_listen_url: Some("data/auth.db".into()),
+            ..Settings::default()
+        };
+        let err = sqlite.validate().expect_err("LISTEN needs PostgreSQL").to_string();
+        assert!(err.starts_with("invalid setting DATABASE_LISTEN_URL"), "{err}");
+        let err = common::settings::load_from::<Settings, _, _, _>([("DB_STATEMENT_CACHE", "off")])
+            .expect_err("a bool")
+            .to_string();
+        assert!(err.contains("DB_STATEMENT_CACHE"), "{err}");
     }
 }

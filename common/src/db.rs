@@ -16,7 +16,7 @@ use std::{
 
 use diesel::{
     connection::{
-        AnsiTransactionManager, Instrumentation, InstrumentationEvent, SimpleConnection,
+        AnsiTransactionManager, CacheSize, Instrumentation, InstrumentationEvent, SimpleConnection,
         TransactionManager,
     },
     pg::PgConnection,
@@ -276,22 +276,31 @@ impl DbError {
 /// Set-up of every pooled connection.
 ///
 /// PostgreSQL: `statement_timeout`, so a stuck statement is cancelled instead of holding a
-/// connection and a worker. SQLite: `busy_timeout`, the same bound on the wait for the write
+/// connection and a worker, and the statement cache on or off (`DB_STATEMENT_CACHE`).
+/// Through a pooler in transaction mode the `SET` lands on whichever server connection ran
+/// it; the pooler's own `query_timeout` is the bound there (scripts/lib/pgbouncer.sh, the
+/// Pooler of k8s/ha). SQLite: `busy_timeout`, the same bound on the wait for the write
 /// lock; without it, concurrent writers fail with
 /// "database is locked" (measured: ~90% of writes at 8 threads); WAL lets readers proceed
 /// while one writer commits.
 #[derive(Debug, Clone, Copy)]
 struct ConnectionSetup {
     statement_timeout: std::time::Duration,
+    statement_cache: bool,
 }
 
 impl CustomizeConnection<AnyConnection, diesel::r2d2::Error> for ConnectionSetup {
     fn on_acquire(&self, conn: &mut AnyConnection) -> Result<(), diesel::r2d2::Error> {
         match conn {
-            AnyConnection::Postgresql(conn) => conn.batch_execute(&format!(
-                "SET statement_timeout = {}",
-                self.statement_timeout.as_millis()
-            )),
+            AnyConnection::Postgresql(conn) => {
+                if !self.statement_cache {
+                    conn.set_prepared_statement_cache_size(CacheSize::Disabled);
+                }
+                conn.batch_execute(&format!(
+                    "SET statement_timeout = {}",
+                    self.statement_timeout.as_millis()
+                ))
+            }
             // SQLite's bound on a statement is how long it waits for the write lock
             AnyConnection::Sqlite(conn) => conn.batch_execute(&format!(
                 "PRAGMA busy_timeout = {};
@@ -361,6 +370,7 @@ pub fn connect_observed(
         .connection_timeout(settings.db_timeout)
         .connection_customizer(Box::new(ConnectionSetup {
             statement_timeout: settings.db_statement_timeout,
+            statement_cache: settings.db_statement_cache,
         }))
         .build(Manager {
             inner: ConnectionManager::new(manager_url),
@@ -393,22 +403,31 @@ pub fn open_observed(
 const MIGRATION_LOCK: i64 = 0x73686f70;
 
 /// Applies the pending migrations of whichever backend the pool points at.
+///
+/// PostgreSQL: every replica's init container migrates at once, so they take turns. All of
+/// one run is a single transaction holding a transaction-scoped advisory lock: the others
+/// wait for the lock, then find nothing left to do. A session lock would be wrong behind a
+/// pooler in transaction mode (PgBouncer): the lock would stay with a server connection that
+/// the pooler hands to someone else, and the unlock could run on another. And one
+/// transaction means a run that fails leaves nothing half applied.
 pub fn migrate(pool: &Pool, migrations: Migrations) -> anyhow::Result<usize> {
     let mut conn = pool.get()?;
     let applied = match &mut *conn {
-        AnyConnection::Postgresql(c) => {
-            // Every replica's init container migrates at once: one at a time, the others
-            // wait and then find nothing left to do.
-            diesel::sql_query(format!("SELECT pg_advisory_lock({MIGRATION_LOCK})")).execute(c)?;
-            let result = c
+        AnyConnection::Postgresql(c) => c.transaction::<_, anyhow::Error, _>(|c| {
+            diesel::sql_query(format!("SELECT pg_advisory_xact_lock({MIGRATION_LOCK})"))
+                .execute(c)?;
+            let applied = c
                 .run_pending_migrations(migrations.postgres)
-                .map(|v| v.into_iter().map(|m| m.to_string()).collect::<Vec<_>>());
-            diesel::sql_query(format!("SELECT pg_advisory_unlock({MIGRATION_LOCK})")).execute(c)?;
-            result
-        }
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            Ok(applied
+                .into_iter()
+                .map(|m| m.to_string())
+                .collect::<Vec<_>>())
+        }),
         AnyConnection::Sqlite(c) => c
             .run_pending_migrations(migrations.sqlite)
-            .map(|v| v.into_iter().map(|m| m.to_string()).collect()),
+            .map(|v| v.into_iter().map(|m| m.to_string()).collect())
+            .map_err(|e| anyhow::anyhow!("{e}")),
     }
     .map_err(|e| anyhow::anyhow!("migration failed: {e}"))?;
     for version in &applied {

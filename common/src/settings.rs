@@ -156,6 +156,14 @@ pub struct DatabaseSettings {
     /// `busy_timeout`: how long a statement waits for the write lock before it fails.
     #[serde(with = "duration")]
     pub db_statement_timeout: Duration,
+    /// `DB_STATEMENT_CACHE`: PostgreSQL only. `true` (the default): each connection prepares
+    /// a statement once, by name, and then only executes it. `false`: every statement is sent
+    /// with its parameters in one unnamed round trip (libpq's `PQsendQueryParams`), which is
+    /// what a pooler in transaction mode (PgBouncer `pool_mode = transaction`, before 1.21's
+    /// `max_prepared_statements`) can pass on: there a named statement, prepared on one
+    /// server connection, is missing on the next. Costs PostgreSQL a parse and plan per
+    /// statement (BENCHMARKS.md, "Past one machine").
+    pub db_statement_cache: bool,
 }
 
 impl DatabaseSettings {
@@ -166,6 +174,7 @@ impl DatabaseSettings {
             db_pool_size: 8,
             db_timeout: Duration::from_secs(5),
             db_statement_timeout: Duration::from_secs(10),
+            db_statement_cache: true,
         }
     }
 }

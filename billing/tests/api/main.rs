@@ -10,3 +10,4 @@ mod limits;
 mod metrics;
 mod payments;
 mod pool;
+mod pooler;
