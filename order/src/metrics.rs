@@ -8,7 +8,7 @@
 //! | `shop_order_pays_total` | outcome: `charged`, `declined`, `billing_unavailable`, `billing_error`, `not_found`, `error` | pays, as the user saw them |
 //! | `shop_outbox_deliveries_total` | outcome: `delivered`, `failed` | delivery attempts to notification |
 //! | `shop_outbox_abandoned_total` | | messages given up after `OUTBOX_MAX_ATTEMPTS` |
-//! | `shop_outbox_pending_messages` | | undelivered, not abandoned (read at scrape) |
+//! | `shop_outbox_pending_messages` | | undelivered, not abandoned (read from the database at scrape: the same on every replica, so `max`, not `sum`) |
 //! | `shop_outbox_oldest_pending_age_seconds` | | age of the oldest of them, 0 when none |
 //! | `shop_outbox_abandoned_messages` | | abandoned and still undelivered (read at scrape) |
 //!
@@ -84,17 +84,17 @@ impl OrderMetrics {
 
         let pending = IntGauge::new(
             "shop_outbox_pending_messages",
-            "Outbox messages not yet delivered to notification (abandoned ones excluded).",
+            "Outbox messages not yet delivered to notification (abandoned ones excluded). Read from the database: every replica reports the same number, so aggregate with max.",
         )
         .expect("valid metric");
         let oldest = Gauge::new(
             "shop_outbox_oldest_pending_age_seconds",
-            "Age of the oldest outbox message not yet delivered; 0 when there is none.",
+            "Age of the oldest outbox message not yet delivered; 0 when there is none. The same on every replica (max).",
         )
         .expect("valid metric");
         let abandoned_now = IntGauge::new(
             "shop_outbox_abandoned_messages",
-            "Outbox messages given up and never delivered: each needs an operator.",
+            "Outbox messages given up and never delivered: each needs an operator. The same on every replica (max).",
         )
         .expect("valid metric");
         registry.register(pending.clone());

@@ -22,6 +22,7 @@ Standard library only; the databases are read with psql as the cluster's superus
 """
 import argparse
 import datetime
+import glob
 import http.client
 import json
 import os
@@ -155,8 +156,8 @@ def group_pids(state):
     work = state["work"]
     roots = {"nginx": [read_int(os.path.join(d, "logs", "nginx.pid")) for d in state["nginx_dirs"]],
              "postgres": [read_int(os.path.join(state["pg_dir"], "data", "postmaster.pid"))]}
-    for s in SERVICES:
-        roots[s] = [read_int(os.path.join(work, f"{s}.pid"))]
+    for s in SERVICES:   # every replica (cluster.sh: WORK/<service>-<i>.pid)
+        roots[s] = [read_int(p) for p in sorted(glob.glob(os.path.join(work, f"{s}-*.pid")))]
     return roots
 
 
@@ -652,7 +653,9 @@ def init(args):
     state = {
         "state_dir": args.state, "work": work, "bin_dir": cluster["bin_dir"],
         "nginx": cluster["nginx"], "nginx_default": args.default_nginx,
-        "nginx_dirs": [os.path.join(work, "nginx"), os.path.join(work, args.default_nginx_dir)],
+        # the ingress, the default-controller rendering, and the Services with replicas > 1
+        "nginx_dirs": [os.path.join(work, "nginx"), os.path.join(work, args.default_nginx_dir)]
+                      + [d for d in [os.path.join(work, "services")] if os.path.isdir(d)],
         "services": {s: v["url"] for s, v in cluster["services"].items()},
         "pg_url": cluster["postgres"]["url"], "pg_dir": cluster["postgres"]["dir"],
         "smoke": args.smoke, "threads": args.threads, "duration": args.duration, "warmup": args.warmup,

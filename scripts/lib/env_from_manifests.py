@@ -4,7 +4,8 @@ ConfigMaps and Secrets of its envFrom and env, with in-cluster addresses
 binaries exactly as configured in k8s/.
 
 usage: python3 env_from_manifests.py RENDERED_MANIFESTS KIND/NAME CONTAINER svc=PORT ...
-       (postgres=PORT maps the database host)
+       (postgres=PORT maps the database host; with k8s-ha/, shop-pg-pooler-rw=PORT and
+       shop-pg-rw=PORT map the Pooler's and the primary's)
 """
 import base64
 import re
@@ -45,7 +46,9 @@ def main(rendered, workload, container_name, port_args):
     for key, value in env.items():
         value = re.sub(r"http://([a-z0-9-]+)(?:\.[a-z0-9.-]+)?:8080",
                        lambda m: f"http://127.0.0.1:{ports[m.group(1)]}" if m.group(1) in ports else m.group(0), value)
-        value = re.sub(r"@postgres(?::5432)?/", f"@127.0.0.1:{ports.get('postgres', '5432')}/", value)
+        # a database host (postgres, or k8s-ha's shop-pg-pooler-rw and shop-pg-rw) given a port
+        value = re.sub(r"@([a-z0-9-]+)(?::5432)?/",
+                       lambda m: f"@127.0.0.1:{ports[m.group(1)]}/" if m.group(1) in ports else m.group(0), value)
         print(f"{key}={value}")
 
 

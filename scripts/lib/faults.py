@@ -84,11 +84,11 @@ class Answer:
         return json.loads(self.body)
 
 
-def call(method, url, body=None, cookie=None, timeout=15):
+def call(method, url, body=None, cookie=None, timeout=15, headers=None):
     """One request on a new connection; raises OSError/HTTPException if there is no answer."""
     parts = urlsplit(url)
     conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
-    headers = {"Connection": "close"}
+    headers = {"Connection": "close", **(headers or {})}
     data = None
     if body is not None:
         data = json.dumps(body).encode()
@@ -134,8 +134,18 @@ def user_id(cookie):
 
 # ---- processes and databases ----------------------------------------------------------
 
-def pid_of(service):
-    return int(open(f"{WORK}/{service}.pid").read())
+def replicas(service):
+    """The replicas of a service ({"name": "billing-1", "port", "url"}), as cluster.sh ran them."""
+    return CLUSTER["services"][service]["replicas"]
+
+
+def pid_of(replica):
+    """The pid of one replica ("billing-1")."""
+    return int(open(f"{WORK}/{replica}.pid").read())
+
+
+def pids_of(service):
+    return [pid_of(r["name"]) for r in replicas(service)]
 
 
 def alive(pid):
@@ -160,37 +170,50 @@ def wait_gone(pid, limit):
     return None
 
 
-def kill(service, sig):
-    pid = pid_of(service)
-    os.kill(pid, sig)
-    return pid
+def kill(service, sig, replica=None):
+    """Sends `sig` to every replica of `service` (the service is down), or to the one named;
+    the pids signalled."""
+    pids = [pid_of(r["name"]) for r in replicas(service) if replica in (None, r["name"])]
+    for pid in pids:
+        os.kill(pid, sig)
+    return pids
 
 
-def ready(service):
+def ready(service, replica=None):
+    """The status of `/ready` of a replica (default: the first), or None without an answer."""
+    url = next(r["url"] for r in replicas(service) if replica in (None, r["name"]))
     try:
-        return call("GET", f"{CLUSTER['services'][service]['url']}/ready", timeout=10).status
+        return call("GET", f"{url}/ready", timeout=10).status
     except OSError:
         return None
 
 
-def wait_ready(service, limit=30):
+def wait_ready(service, limit=30, replica=None):
+    """Seconds until every replica of `service` (or the one named) answers `/ready` 200."""
     started = time.monotonic()
-    while time.monotonic() - started < limit:
-        if ready(service) == 200:
-            return time.monotonic() - started
-        time.sleep(0.05)
-    raise RuntimeError(f"{service} not ready after {limit} s")
+    for r in replicas(service):
+        if replica not in (None, r["name"]):
+            continue
+        while ready(service, r["name"]) != 200:
+            if time.monotonic() - started > limit:
+                raise RuntimeError(f"{r['name']} not ready after {limit} s")
+            time.sleep(0.05)
+    return time.monotonic() - started
 
 
-def start(service):
-    """Starts the service again exactly as cluster.sh did (its Deployment's environment)."""
+def start(service, replica=None):
+    """Starts every replica of the service again (or the one named) exactly as cluster.sh did
+    (its Deployment's environment, the replica's port); seconds until ready."""
     env = dict(line.rstrip("\n").split("=", 1) for line in open(f"{WORK}/{service}.env") if "=" in line)
     env["PATH"] = os.environ["PATH"]
-    log = open(f"{WORK}/{service}.log", "ab")
-    proc = subprocess.Popen([f"{CLUSTER['bin_dir']}/{service}", "serve"], env=env,
-                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    open(f"{WORK}/{service}.pid", "w").write(str(proc.pid))
-    return wait_ready(service)
+    for r in replicas(service):
+        if replica not in (None, r["name"]):
+            continue
+        log = open(f"{WORK}/{service}.log", "ab")
+        proc = subprocess.Popen([f"{CLUSTER['bin_dir']}/{service}", "serve"], env={**env, "PORT": str(r["port"])},
+                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        open(f"{WORK}/{r['name']}.pid", "w").write(str(proc.pid))
+    return wait_ready(service, replica=replica)
 
 
 def as_pg_owner(cmd):
@@ -246,9 +269,10 @@ def billing_killed_during_pays():
     def killer():
         while done[0] < len(orders) // 5:
             time.sleep(0.005)
-        pid = kill("billing", signal.SIGKILL)
+        pids = kill("billing", signal.SIGKILL)
         killed_at = done[0]
-        wait_gone(pid, 5)
+        for pid in pids:
+            wait_gone(pid, 5)
         time.sleep(1.5)
         back = start("billing")
         say(f"billing SIGKILLed after {killed_at} of {len(orders)} pays; down 1.5 s, ready {back:.2f} s after restart")
@@ -291,13 +315,121 @@ def billing_killed_during_pays():
         check(counted == own, f"Prometheus counted the same retries: shop_downstream_retries_total {counted}")
 
 
+def replica_killed_under_load():
+    say("\n== one replica of each service SIGKILLed in turn under load ==")
+    if any(len(replicas(s)) < 2 for s in CLUSTER["services"]):
+        say("skipped: the cluster runs one replica per service (CLUSTER_REPLICAS=1)")
+        return
+    users, funds, price = 4, 100_000, 10
+    cookies = [user("replica") for _ in range(users)]
+    for cookie in cookies:
+        deposit(cookie, funds)
+    stop = threading.Event()
+    lock = threading.Lock()
+    orders = {}        # idempotency key -> order id
+    tally = {}         # "METHOD route" -> [answered 2xx, failed answers (5xx or no answer)]
+    failures = []
+
+    def count(what, ok, detail=None):
+        with lock:
+            tally.setdefault(what, [0, 0])[0 if ok else 1] += 1
+            if not ok and len(failures) < 8:
+                failures.append(f"{what}: {detail}")
+
+    def until_ok(what, method, url, body=None, cookie=None, headers=None):
+        """The client's own retry: a failed request is sent again (the same Idempotency-Key)."""
+        while True:
+            try:
+                res = call(method, url, body, cookie, headers=headers)
+                if res.status == 200:
+                    count(what, True)
+                    return res
+                count(what, False, f"{res.status} {res.body[:80]!r}")
+                assert res.status >= 500, (what, res.status, res.body)
+            except (OSError, http.client.HTTPException) as e:
+                count(what, False, f"{type(e).__name__}: {e}")
+            time.sleep(0.05)
+
+    def client(cookie):
+        while not stop.is_set():
+            key = uuid.uuid4().hex
+            created = until_ok("POST /order", "POST", f"{NGINX}/order", {"amount": price}, cookie,
+                               {"Idempotency-Key": key}).json()
+            with lock:
+                orders[key] = created["id"]
+            until_ok("PUT /order/{id}/pay", "PUT", f"{NGINX}/order/{created['id']}/pay", cookie=cookie)
+            until_ok("GET /billing/current", "GET", f"{NGINX}/billing/current", cookie=cookie)
+
+    threads = [threading.Thread(target=client, args=(c,)) for c in cookies for _ in range(2)]
+    for t in threads:
+        t.start()
+    timeline = []
+    try:
+        for service in CLUSTER["services"]:
+            time.sleep(1.5)
+            victim = replicas(service)[0]["name"]
+            pid = kill(service, signal.SIGKILL, victim)[0]
+            wait_gone(pid, 5)
+            time.sleep(1.0)
+            back = start(service, victim)
+            timeline.append(f"{victim} SIGKILLed, down 1 s, ready {back:.2f} s after its restart")
+        time.sleep(1.5)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    for line in timeline:
+        say(line)
+    answered = sum(ok for ok, _ in tally.values())
+    failed = sum(bad for _, bad in tally.values())
+    say(f"{len(threads)} clients, {answered + failed} requests through nginx: {answered} answered 2xx, "
+        f"{failed} failed and were sent again by the client")
+    for what, (ok, bad) in sorted(tally.items()):
+        say(f"     {what}: {ok} ok, {bad} failed")
+    for f in failures:
+        say(f"     e.g. {f}")
+
+    # everything these users have: no other scenario uses them
+    uids = ",".join(str(user_id(c)) for c in cookies)
+    status = dict(sql("order", f"select id, status from orders where user_id in ({uids})"))
+    keys = sql("order", f"select count(*), count(distinct idempotency_key) from orders where user_id in ({uids})")[0]
+    charges = {o: int(n) for o, n in sql(
+        "billing", f"select order_id, count(*) from ledger where user_id in ({uids}) and order_id is not null "
+                   "group by order_id")}
+
+    def notified():
+        return {o: int(n) for o, n in sql(
+            "notification", f"select order_id, count(*) from notifications where user_id in ({uids}) group by order_id")}
+
+    deadline = time.monotonic() + 30
+    while len(notified()) < len(orders) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(3)   # a few more relay rounds of both order replicas: nothing may arrive twice
+    stored = notified()
+    paid = [o for o, st in status.items() if st == "Processing"]
+    say(f"{len(orders)} orders created: {len(paid)} Processing; {sum(charges.values())} charges; "
+        f"{sum(stored.values())} notifications stored")
+    check(keys[0] == keys[1] == str(len(orders)) and set(status) == {str(o) for o in orders.values()},
+          "one order per Idempotency-Key (no create applied twice, none lost)")
+    check(len(paid) == len(orders), "every order was paid (none left Pending or Failed)")
+    check(all(charges.get(o) == 1 for o in paid), "every paid order has exactly one ledger charge (none lost)")
+    check(all(n == 1 for n in charges.values()), "no order charged twice")
+    consistent = sql("billing", "select count(*) from accounts a where a.balance <> "
+                                "(select coalesce(sum(amount), 0) from ledger l where l.user_id = a.user_id)")
+    check(consistent == [("0",)], "every balance equals the sum of its ledger")
+    check(len(stored) == len(orders) and all(n == 1 for n in stored.values()),
+          "every notification delivered exactly once (two order replicas share the outbox)")
+    check(all(ready(s, r["name"]) == 200 for s in CLUSTER["services"] for r in replicas(s)),
+          "every replica is back and ready")
+
+
 def notification_down_during_pays():
     say("\n== notification down during pays, then back ==")
     cookie = user("notify")
     deposit(cookie, 100)
     orders = [new_order(cookie, 10) for _ in range(10)]
-    pid = kill("notification", signal.SIGKILL)
-    wait_gone(pid, 5)
+    for pid in kill("notification", signal.SIGKILL):
+        wait_gone(pid, 5)
     answers = [call("PUT", f"{NGINX}/order/{o}/pay", cookie=cookie) for o in orders]
     check(all(a.status == 200 and a.json()["status"] == "Processing" for a in answers),
           "all 10 pays succeed while notification is down")
@@ -305,7 +437,7 @@ def notification_down_during_pays():
     check(pending == 10, f"their answers say the message is PENDING ({pending} of 10)")
     if PROMETHEUS:
         # what an operator sees: order's outbox backing up while notification is down
-        depth = prom_wait("sum(shop_outbox_pending_messages)", lambda v: v is not None and v >= 10, 10)
+        depth = prom_wait("max(shop_outbox_pending_messages)", lambda v: v is not None and v >= 10, 10)
         check(depth is not None and depth >= 10,
               f"Prometheus: shop_outbox_pending_messages rose to {depth} while notification was down")
         age = prom_value("max(shop_outbox_oldest_pending_age_seconds)")
@@ -329,8 +461,8 @@ def notification_down_during_pays():
     listed = call("GET", f"{NGINX}/notification", cookie=cookie).json()
     check(len(listed) == 10, f"the user lists 10 messages ({len(listed)})")
     if PROMETHEUS:
-        depth = prom_wait("sum(shop_outbox_pending_messages)", lambda v: v == 0, 10)
-        peak = prom_value("max_over_time(sum(shop_outbox_pending_messages)[2m:1s])")
+        depth = prom_wait("max(shop_outbox_pending_messages)", lambda v: v == 0, 10)
+        peak = prom_value("max_over_time(max(shop_outbox_pending_messages)[2m:1s])")
         check(depth == 0, f"Prometheus: shop_outbox_pending_messages back to {depth} (peak {peak})")
         relayed = prom_value('sum(shop_downstream_requests_total{job="order", operation="relay_notify", outcome="ok"})')
         check(relayed is not None and relayed >= 10,
@@ -340,7 +472,7 @@ def notification_down_during_pays():
 def postgres_restarted():
     say("\n== PostgreSQL stopped, then started again ==")
     cookie = user("pg")
-    pids = {s: pid_of(s) for s in CLUSTER["services"]}
+    pids = {s: pids_of(s) for s in CLUSTER["services"]}
     pg_ctl("-m", "fast", "-w", "stop")
     stopped = time.monotonic()
 
@@ -367,7 +499,7 @@ def postgres_restarted():
     back = {s: wait_ready(s, 30) for s in CLUSTER["services"]}
     say(f"PostgreSQL down {started - stopped:.1f} s; ready again after: "
         + ", ".join(f"{s} {t:.2f} s" for s, t in back.items()))
-    check(all(pid_of(s) == pid and alive(pid) for s, pid in pids.items()), "no service was restarted")
+    check(all(pids_of(s) == p and all(map(alive, p)) for s, p in pids.items()), "no service was restarted")
     deposit(cookie, 50)
     paid = call("PUT", f"{NGINX}/order/{new_order(cookie, 20)}/pay", cookie=cookie).json()
     check(paid["status"] == "Processing" and paid["billing"]["balance"] == 30,
@@ -377,8 +509,8 @@ def postgres_restarted():
 def auth_down():
     say("\n== auth down ==")
     cookie = user("authdown")
-    pid = kill("auth", signal.SIGKILL)
-    wait_gone(pid, 5)
+    for pid in kill("auth", signal.SIGKILL):
+        wait_gone(pid, 5)
     answers = [call("GET", f"{NGINX}/order", cookie=cookie, timeout=30) for _ in range(20)]
     statuses = sorted({a.status for a in answers})
     slowest = max(a.seconds for a in answers)
@@ -437,7 +569,7 @@ def sigterm_under_load():
     for t in threads:
         t.start()
     time.sleep(2)
-    pid = pid_of("auth")
+    pid = pid_of(replicas("auth")[0]["name"])
     sigterm_at[0] = time.monotonic()
     os.kill(pid, signal.SIGTERM)
     exited = wait_gone(pid, grace + 5)
@@ -453,7 +585,7 @@ def sigterm_under_load():
     check(outcome["failed"] == 0, "zero accepted requests failed")
     check(in_flight[0] > 0, "requests were in flight when SIGTERM came")
     check(exited is not None and exited <= grace, "the process exited within the grace period")
-    start("auth")
+    start("auth", replicas("auth")[0]["name"])
 
 
 def login_reveals_no_login():
@@ -522,7 +654,7 @@ def no_secret_in_logs():
 
 
 def main():
-    scenarios = [billing_killed_during_pays, notification_down_during_pays, postgres_restarted,
+    scenarios = [billing_killed_during_pays, replica_killed_under_load, notification_down_during_pays, postgres_restarted,
                  auth_down, sigterm_under_load, login_reveals_no_login, no_secret_in_logs]
     for scenario in scenarios:
         SCENARIO.update(name=scenario.__name__, since=time.monotonic())

@@ -16,6 +16,14 @@ services' KEEP_ALIVE (75s) is longer, so nginx, not the service, closes an idle 
   - auth sub-request upstream (Ingress annotations): auth-keepalive N connections,
     auth-keepalive-timeout 60 (s), auth-keepalive-requests 1000 unless annotated.
 
+A service with several replicas (`auth=PORT,PORT`) is an upstream of all of them, and a
+request that finds its replica gone is passed to the next one as ingress-nginx does by
+default (ConfigMap proxy-next-upstream "error timeout", proxy-next-upstream-tries 3,
+retry-non-idempotent false: nginx never repeats a POST or PATCH, it does repeat GET, PUT and
+DELETE). The controller balances with Lua over the Service's endpoints; plain round-robin
+upstreams stand in for it, without nginx's passive failure marking (max_fails=0), which the
+controller does not have either.
+
 Two renderings of the auth sub-request, as the controller's ConfigMap decides
 (`--controller-use-http2`):
   - false (the default here; the ConfigMap setting `use-http2: "false"`): the template's
@@ -36,7 +44,7 @@ through the same server block), and an access log with `$request_time` per reque
 Ingress routes stays 404 (scripts/e2e-nginx checks that).
 
 usage: python3 nginx_from_ingress.py [--controller-use-http2 true|false] [--bench]
-           RENDERED_MANIFESTS LISTEN_PORT auth=PORT billing=PORT ...
+           RENDERED_MANIFESTS LISTEN_PORT auth=PORT[,PORT…] billing=PORT[,PORT…] ...
 """
 import argparse
 import base64
@@ -52,6 +60,17 @@ PREFIX = "nginx.ingress.kubernetes.io/"
 UPSTREAM_KEEPALIVE = "keepalive 320; keepalive_timeout 60s; keepalive_requests 10000;"
 AUTH_KEEPALIVE_TIMEOUT = "60"
 AUTH_KEEPALIVE_REQUESTS = "1000"
+# proxy-next-upstream, proxy-next-upstream-tries, proxy-next-upstream-timeout (0: none)
+NEXT_UPSTREAM = ("proxy_next_upstream error timeout; proxy_next_upstream_tries 3; "
+                 "proxy_next_upstream_timeout 0;")
+
+
+def servers(ports):
+    """The upstream `server` lines of a service's replicas (PORT or PORT,PORT,…). max_fails=0:
+    a replica is never set aside for a while after an error, as the controller's Lua balancer
+    never does (it follows the Service's endpoints); a request that finds one dead moves on
+    to the next (NEXT_UPSTREAM), and a restarted replica gets traffic at once."""
+    return " ".join(f"server 127.0.0.1:{p} max_fails=0;" for p in ports.split(","))
 
 
 def main(rendered, listen_port, port_args, use_http2=False, bench=False):
@@ -59,7 +78,7 @@ def main(rendered, listen_port, port_args, use_http2=False, bench=False):
     ingresses = [d for d in yaml.safe_load_all(open(rendered)) if d and d.get("kind") == "Ingress"]
     upstreams, locations, hosts = [], [], set()
     for svc, port in sorted(ports.items()):
-        upstreams.append(f"    upstream svc_{svc} {{ server 127.0.0.1:{port}; {UPSTREAM_KEEPALIVE} }}")
+        upstreams.append(f"    upstream svc_{svc} {{ {servers(port)} {UPSTREAM_KEEPALIVE} }}")
     for ing in ingresses:
         notes = ing["metadata"].get("annotations", {})
         auth_url = notes.get(PREFIX + "auth-url")
@@ -72,7 +91,7 @@ def main(rendered, listen_port, port_args, use_http2=False, bench=False):
             timeout = notes.get(PREFIX + "auth-keepalive-timeout", AUTH_KEEPALIVE_TIMEOUT)
             requests = notes.get(PREFIX + "auth-keepalive-requests", AUTH_KEEPALIVE_REQUESTS)
             upstreams.append(f"    upstream auth_{ing['metadata']['name'].replace('-', '_')} {{ "
-                             f"server 127.0.0.1:{ports[m.group(1)]}; keepalive {keepalive}; "
+                             f"{servers(ports[m.group(1)])} keepalive {keepalive}; "
                              f"keepalive_timeout {timeout}s; keepalive_requests {requests}; }}")
         for rule in ing["spec"]["rules"]:
             hosts.add(rule.get("host", "_"))
@@ -85,7 +104,13 @@ def main(rendered, listen_port, port_args, use_http2=False, bench=False):
                     auth_svc, auth_path = m.group(1), m.group(2)
                     name = "/_external-auth-" + base64.urlsafe_b64encode(path.encode()).decode().rstrip("=") + "-" + kind
                     auth_upstream = "auth_" + ing["metadata"]["name"].replace("-", "_")
-                    target = f"http://{auth_upstream}{auth_path}" if keepalive else f"http://127.0.0.1:{ports[auth_svc]}{auth_path}"
+                    if not keepalive and "," in ports[auth_svc]:
+                        # no keepalive upstream: the auth Service's replicas, one connection each check
+                        auth_upstream += "_direct"
+                        if not any(f"upstream {auth_upstream} " in u for u in upstreams):
+                            upstreams.append(f"    upstream {auth_upstream} {{ {servers(ports[auth_svc])} }}")
+                    target = (f"http://{auth_upstream}{auth_path}" if keepalive or "," in ports[auth_svc]
+                              else f"http://127.0.0.1:{ports[auth_svc]}{auth_path}")
                     locations.append(f"""
         location = {name} {{
             internal;
@@ -102,6 +127,7 @@ def main(rendered, listen_port, port_args, use_http2=False, bench=False):
             proxy_set_header            X-Auth-Request-Redirect $request_uri;
             proxy_pass_request_headers  on;
             proxy_http_version          1.1;
+            {NEXT_UPSTREAM}
             {'proxy_set_header            Connection              "";' if keepalive else ''}
             proxy_pass                  {target};
         }}""")
@@ -120,6 +146,7 @@ def main(rendered, listen_port, port_args, use_http2=False, bench=False):
                     "            proxy_set_header X-Forwarded-Proto $scheme;",
                     "            proxy_set_header Connection \"\";",
                     "            proxy_http_version 1.1;",
+                    f"            {NEXT_UPSTREAM}",
                     f"            proxy_pass http://svc_{backend};",
                 ]
                 # Exact → one exact location; Prefix → the path itself and everything below it

@@ -1,7 +1,8 @@
 # A real Prometheus server (Debian's `prometheus`) on loopback: sourced by scripts/e2e-nginx,
 # scripts/faults and scripts/prometheus-local.
 #
-#   prometheus_up DIR JOB=HOST:PORT...   # DIR/prometheus.yml scraping each target as job JOB,
+#   prometheus_up DIR JOB=HOST:PORT[,HOST:PORT…]...
+#                                        # DIR/prometheus.yml scraping the targets as job JOB,
 #                                        # every PROM_SCRAPE_INTERVAL (default 1s), with the
 #                                        # alert rules of PROM_RULES (a plain rules file) if
 #                                        # set; storage in DIR/data; on PROM_PORT (default: a
@@ -32,7 +33,7 @@ prometheus_up() {
     for target in "$@"; do
       echo "  - job_name: ${target%%=*}"
       echo "    static_configs:"
-      echo "      - targets: ['${target#*=}']"
+      echo "      - targets: ['$(sed "s/,/', '/g" <<< "${target#*=}")']"
     done
   } > "$dir/prometheus.yml"
   port=${PROM_PORT:-$(free_port)}
