@@ -29,6 +29,10 @@
 # pooling) and auth's DATABASE_LISTEN_URL straight to PostgreSQL (what shop-pg-rw names
 # there). PostgreSQL itself is still one server, initialised as k8s/ does (the same roles and
 # passwords the Cluster's managed roles have).
+# CLUSTER_PG_STANDBY=1 (before cluster_up): PostgreSQL as a primary and a synchronous
+# streaming standby (postgres.sh start_standby), and every DATABASE_URL a libpq multi-host
+# URL naming both with target_session_attrs=read-write: after a failover (the standby
+# promoted) the services' new connections find the new primary by themselves.
 # CLUSTER_PROMETHEUS=1 (before cluster_up): also a real Prometheus (scripts/lib/prometheus.sh)
 # scraping the four services every second, with the alert rules of k8s/monitoring loaded, in
 # WORK/prometheus; its URL is PROM_URL and cluster.json's "prometheus".
@@ -91,6 +95,10 @@ cluster_up() {
   env "${pg_env[@]}" PGHOST=127.0.0.1 PGPORT="$pg_port" sh k8s/postgres-init.sh
   echo "roles and databases: $(psql "$PG_URL" -Atc "select string_agg(datname, ' ' order by datname) from pg_database where datname in ('auth','billing','order','notification')")"
   port_args=(postgres="$pg_port")
+  if [ "${CLUSTER_PG_STANDBY:-0}" = 1 ]; then
+    start_standby || return 1
+    port_args=(postgres="$pg_port,$PG_STANDBY_PORT")
+  fi
   if [ "${CLUSTER_HA:-0}" = 1 ]; then
     echo "== PgBouncer, configured from k8s-ha/'s Pooler =="
     kubectl kustomize k8s-ha > "$CLUSTER_WORK/rendered-ha.yaml"
@@ -171,7 +179,8 @@ services = {s: {"port": int(ports.split(",")[0]), "url": f"http://127.0.0.1:{por
 json.dump({
     "work": "$CLUSTER_WORK", "bin_dir": "$CLUSTER_BIN", "nginx": "$NGINX_BASE", "services": services,
     "prometheus": "$PROM_URL" or None,
-    "postgres": {"url": "$PG_URL", "bin": "$PG_BIN", "dir": "$PG_DIR", "options": "$PG_OPTIONS"},
+    "postgres": {"url": "$PG_URL", "bin": "$PG_BIN", "dir": "$PG_DIR", "options": "$PG_OPTIONS",
+                 "standby": {"port": int("$PG_STANDBY_PORT"), "data": "$PG_DIR/standby"} if "$PG_STANDBY_PORT" else None},
     "pgbouncer": {"port": int("$PGBOUNCER_PORT"), "dir": "$PGBOUNCER_DIR"} if "$PGBOUNCER_PORT" else None,
     "replicas": $replicas,
 }, open(sys.argv[1], "w"), indent=2)

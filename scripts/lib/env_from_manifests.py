@@ -4,7 +4,8 @@ ConfigMaps and Secrets of its envFrom and env, with in-cluster addresses
 binaries exactly as configured in k8s/.
 
 usage: python3 env_from_manifests.py RENDERED_MANIFESTS KIND/NAME CONTAINER svc=PORT ...
-       (postgres=PORT maps the database host; with k8s-ha/, shop-pg-pooler-rw=PORT and
+       (postgres=PORT maps the database host, postgres=PORT,PORT to a multi-host URL with
+       target_session_attrs=read-write; with k8s-ha/, shop-pg-pooler-rw=PORT and
        shop-pg-rw=PORT map the Pooler's and the primary's)
 """
 import base64
@@ -12,6 +13,16 @@ import re
 import sys
 
 import yaml
+
+
+def database(match, ports):
+    host, rest = match.group(1), match.group(2)
+    if host not in ports:
+        return match.group(0)
+    hosts = ",".join(f"127.0.0.1:{p}" for p in ports[host].split(","))
+    if "," in ports[host]:
+        rest += ("&" if "?" in rest else "?") + "target_session_attrs=read-write"
+    return f"@{hosts}/{rest}"
 
 
 def main(rendered, workload, container_name, port_args):
@@ -46,9 +57,10 @@ def main(rendered, workload, container_name, port_args):
     for key, value in env.items():
         value = re.sub(r"http://([a-z0-9-]+)(?:\.[a-z0-9.-]+)?:8080",
                        lambda m: f"http://127.0.0.1:{ports[m.group(1)]}" if m.group(1) in ports else m.group(0), value)
-        # a database host (postgres, or k8s-ha's shop-pg-pooler-rw and shop-pg-rw) given a port
-        value = re.sub(r"@([a-z0-9-]+)(?::5432)?/",
-                       lambda m: f"@127.0.0.1:{ports[m.group(1)]}/" if m.group(1) in ports else m.group(0), value)
+        # a database host (postgres, or k8s-ha's shop-pg-pooler-rw and shop-pg-rw) given a port;
+        # several (postgres=PRIMARY,STANDBY) make libpq's multi-host URL, which connects to
+        # whichever of them takes writes
+        value = re.sub(r"@([a-z0-9-]+)(?::5432)?/(.*)", lambda m: database(m, ports), value)
         print(f"{key}={value}")
 
 

@@ -227,8 +227,12 @@ def pg_ctl(*args):
 
 
 def sql(database, query):
-    """Rows of `query` in a service's database, as tuples of strings."""
+    """Rows of `query` in a service's database (on whichever server is the primary, when
+    there is a standby), as tuples of strings."""
     url = PG["url"].rsplit("/", 1)[0] + f"/{database}"
+    if PG.get("standby"):
+        server, _ = PG["url"].rsplit("/", 1)
+        url = f"{server},127.0.0.1:{PG['standby']['port']}/{database}?target_session_attrs=read-write"
     out = subprocess.run(["psql", url, "-AtF", "\t", "-c", query], check=True,
                          capture_output=True, text=True).stdout
     return [tuple(line.split("\t")) for line in out.splitlines() if line]
@@ -421,6 +425,103 @@ def replica_killed_under_load():
           "every notification delivered exactly once (two order replicas share the outbox)")
     check(all(ready(s, r["name"]) == 200 for s in CLUSTER["services"] for r in replicas(s)),
           "every replica is back and ready")
+
+
+def primary_failover():
+    say("\n== PostgreSQL's primary crashes under load and its standby is promoted ==")
+    if not PG.get("standby"):
+        say("skipped: no standby (CLUSTER_PG_STANDBY=1)")
+        return
+    users, funds, price = 4, 60, 10   # 6 payable orders per user; later ones are declined
+    cookies = [user("failover") for _ in range(users)]
+    for cookie in cookies:
+        deposit(cookie, funds)
+    pids = {s: pids_of(s) for s in CLUSTER["services"]}
+    stop = threading.Event()
+    lock = threading.Lock()
+    events = []   # (monotonic time, ok) of every write request
+    answers = {}  # order id -> the pay's last answer
+
+    def write(method, url, body=None, cookie=None, headers=None):
+        """One try; None when it failed (5xx or no answer)."""
+        try:
+            res = call(method, url, body, cookie, timeout=30, headers=headers)
+        except (OSError, http.client.HTTPException):
+            res = None
+        ok = res is not None and res.status == 200
+        with lock:
+            events.append((time.monotonic(), ok))
+        assert ok or res is None or res.status >= 500, (method, url, res.status, res.body)
+        return res if ok else None
+
+    def client(cookie):
+        while not stop.is_set():
+            key = uuid.uuid4().hex
+            created = None
+            while created is None and not stop.is_set():
+                created = write("POST", f"{NGINX}/order", {"amount": price}, cookie, {"Idempotency-Key": key})
+                if created is None:
+                    time.sleep(0.1)
+            if created is None:
+                return
+            order = created.json()["id"]
+            paid = write("PUT", f"{NGINX}/order/{order}/pay", cookie=cookie)
+            with lock:
+                answers[order] = paid.json() if paid else None
+            time.sleep(0.05)
+
+    threads = [threading.Thread(target=client, args=(c,)) for c in cookies]
+    for t in threads:
+        t.start()
+    time.sleep(1.5)
+    crashed = time.monotonic()
+    pg_ctl("-m", "immediate", "-w", "stop")   # a crash: no shutdown checkpoint, no goodbye
+    time.sleep(1.0)                            # the operator's (or CloudNativePG's) detection
+    subprocess.run(as_pg_owner([f"{PG['bin']}/pg_ctl", "-D", PG["standby"]["data"], "-w", "promote"]),
+                   check=True, stdout=subprocess.DEVNULL, cwd="/")
+    promoted = time.monotonic()
+    time.sleep(4)
+    stop.set()
+    for t in threads:
+        t.join()
+    failed = [t for t, ok in events if not ok and t >= crashed]
+    back = min((t for t, ok in events if ok and t > crashed), default=None)
+    last_ok = max((t for t, ok in events if ok and t < crashed), default=crashed)
+    say(f"primary crashed at t=0; standby promoted at t={promoted - crashed:.2f} s; "
+        f"first write answered 200 after the crash at t={back - crashed:.2f} s" if back else
+        "no write succeeded after the crash")
+    if back:
+        say(f"unavailability window (last write before the crash to the first after): {back - last_ok:.2f} s; "
+            f"{len(failed)} write requests failed meanwhile (5xx or no answer), of {len(events)}")
+    check(back is not None and back - promoted < 10, "writes succeed again within 10 s of the promotion, "
+          "with no service restarted or reconfigured")
+    check(all(pids_of(s) == p and all(map(alive, p)) for s, p in pids.items()), "no service was restarted")
+
+    uids = ",".join(str(user_id(c)) for c in cookies)
+    # an order whose pay failed during the outage stays payable: pay it now
+    pending = [o for o, in sql("order", f"select id from orders where user_id in ({uids}) and status = 'Pending'")]
+    owner = {str(o): c for c in cookies for o in [r["id"] for r in call("GET", f"{NGINX}/order", cookie=c).json()]}
+    retried = [call("PUT", f"{NGINX}/order/{o}/pay", cookie=owner[o]) for o in pending]
+    say(f"{len(pending)} orders were left Pending by failed pays; paid again now: "
+        + ", ".join(sorted({f"{r.status} {r.json().get('status')}" for r in retried})) if pending else
+        "no order was left Pending")
+    check(all(r.status == 200 and r.json()["status"] in ("Processing", "Failed") for r in retried),
+          "every order left Pending was still payable, and paying it again settles it")
+    status = dict(sql("order", f"select id, status from orders where user_id in ({uids})"))
+    charges = {o: int(n) for o, n in sql(
+        "billing", f"select order_id, count(*) from ledger where user_id in ({uids}) and order_id is not null "
+                   "group by order_id")}
+    paid = [o for o, st in status.items() if st == "Processing"]
+    say(f"{len(status)} orders: {len(paid)} Processing, {sum(st == 'Failed' for st in status.values())} Failed, "
+        f"{sum(st == 'Pending' for st in status.values())} Pending; {sum(charges.values())} charges")
+    check(all(st in ("Processing", "Failed") for st in status.values()), "every order ends Processing or Failed")
+    check(all(charges.get(o) == 1 for o in paid), "every Processing order has exactly one charge (none lost)")
+    check(all(status.get(o) == "Processing" for o in charges), "no charge without a Processing order")
+    check(all(n == 1 for n in charges.values()), "no order charged twice")
+    check(len(paid) == users * (funds // price), f"exactly the {users * (funds // price)} payable orders were paid")
+    consistent = sql("billing", "select count(*) from accounts a where a.balance <> "
+                                "(select coalesce(sum(amount), 0) from ledger l where l.user_id = a.user_id)")
+    check(consistent == [("0",)], "every balance equals the sum of its ledger")
 
 
 def notification_down_during_pays():
@@ -654,8 +755,13 @@ def no_secret_in_logs():
 
 
 def main():
-    scenarios = [billing_killed_during_pays, replica_killed_under_load, notification_down_during_pays, postgres_restarted,
-                 auth_down, sigterm_under_load, login_reveals_no_login, no_secret_in_logs]
+    if "--only" in sys.argv:   # faults.py CLUSTER REPORT --only NAME: one scenario
+        chosen = sys.argv[sys.argv.index("--only") + 1]
+        scenarios = [globals()[chosen]]
+    else:
+        scenarios = [billing_killed_during_pays, replica_killed_under_load, notification_down_during_pays,
+                     postgres_restarted, auth_down, sigterm_under_load, login_reveals_no_login,
+                     no_secret_in_logs]
     for scenario in scenarios:
         SCENARIO.update(name=scenario.__name__, since=time.monotonic())
         try:

@@ -2,7 +2,11 @@
 #
 #   start_postgres        # sets PG_URL=postgres://postgres@127.0.0.1:PORT/postgres, and
 #                         # PG_BIN, PG_DIR, PG_OPTIONS (what pg_ctl needs to restart it)
-#   stop_postgres         # stops it and deletes its data directory
+#   start_standby         # after start_postgres: a streaming replica of it, made by
+#                         # pg_basebackup, on another free port, in PG_DIR/standby; the
+#                         # primary then commits only once the standby has the commit
+#                         # (synchronous_standby_names '*'); sets PG_STANDBY_PORT
+#   stop_postgres         # stops it (and the standby) and deletes its data directory
 #
 # The server listens on loopback only, on a free port, with fsync off (test data only).
 # initdb refuses to run as root, so as root it runs as the `postgres` user.
@@ -11,6 +15,7 @@ PG_DIR=""
 PG_URL=""
 PG_BIN=""
 PG_OPTIONS=""
+PG_STANDBY_PORT=""
 
 pg_bindir() {
   local dir
@@ -46,6 +51,27 @@ start_postgres() {
   echo "PostgreSQL $("$bin/postgres" --version | awk '{print $3}') on 127.0.0.1:$port (data in $PG_DIR)"
 }
 
+start_standby() {
+  local port primary
+  port=$(free_port)
+  primary=${PG_URL##*:}; primary=${primary%%/*}
+  # initdb's pg_hba (--auth=trust) lets loopback replicate
+  as_pg_owner "$PG_BIN/pg_basebackup" -h 127.0.0.1 -p "$primary" -U postgres -D "$PG_DIR/standby" -R -X stream \
+    >"$PG_DIR/basebackup.log" 2>&1 || { cat "$PG_DIR/basebackup.log" >&2; return 1; }
+  PG_STANDBY_PORT=$port
+  as_pg_owner "$PG_BIN/pg_ctl" -D "$PG_DIR/standby" -l "$PG_DIR/standby.log" -w -t 30 \
+    -o "${PG_OPTIONS/-p $primary/-p $port}" start >/dev/null || { cat "$PG_DIR/standby.log" >&2; return 1; }
+  # the standby is connected: from now on a commit waits for it (after the base backup, so
+  # the standby does not inherit the setting and wait for a standby of its own once promoted)
+  psql "$PG_URL" -qc "ALTER SYSTEM SET synchronous_standby_names = '*'" -c "SELECT pg_reload_conf()" >/dev/null
+  for _ in $(seq 1 100); do
+    [ "$(psql "$PG_URL" -Atc "select count(*) from pg_stat_replication where sync_state = 'sync'")" = 1 ] && break
+    sleep 0.1
+  done
+  echo "standby on 127.0.0.1:$port, streaming from the primary, synchronous" \
+    "($(psql "$PG_URL" -Atc "select state || ', ' || sync_state from pg_stat_replication"))"
+}
+
 stop_postgres() {
   local bin
   # only ever delete the directory start_postgres made
@@ -53,7 +79,13 @@ stop_postgres() {
     "${TMPDIR:-/tmp}"/shop-pg.??????) ;;
     *) return 0 ;;
   esac
-  bin=$(pg_bindir) && as_pg_owner "$bin/pg_ctl" -D "$PG_DIR/data" -m fast -w stop >/dev/null 2>&1
+  # either may be down already (a fault test crashed the primary): stop what runs
+  bin=$(pg_bindir) || return 1
+  as_pg_owner "$bin/pg_ctl" -D "$PG_DIR/data" -m fast -w stop >/dev/null 2>&1 || true
+  if [ -d "$PG_DIR/standby" ]; then
+    as_pg_owner "$bin/pg_ctl" -D "$PG_DIR/standby" -m fast -w stop >/dev/null 2>&1 || true
+  fi
+  PG_STANDBY_PORT=""
   rm -rf -- "$PG_DIR"
   PG_DIR=""
 }
