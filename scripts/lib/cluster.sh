@@ -78,7 +78,7 @@ serve_service() {
 # cluster_pids NAME: the pids of a service's replicas, one per line.
 cluster_pids() {
   local f
-  for f in "$CLUSTER_WORK/$1"-*.pid; do [ -f "$f" ] && cat "$f"; done
+  for f in "$CLUSTER_WORK/$1"-*.pid; do [ -f "$f" ] && echo "$(<"$f")"; done
 }
 
 cluster_up() {

@@ -212,7 +212,7 @@ def start(service, replica=None):
         log = open(f"{WORK}/{service}.log", "ab")
         proc = subprocess.Popen([f"{CLUSTER['bin_dir']}/{service}", "serve"], env={**env, "PORT": str(r["port"])},
                                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        open(f"{WORK}/{r['name']}.pid", "w").write(str(proc.pid))
+        open(f"{WORK}/{r['name']}.pid", "w").write(f"{proc.pid}\n")
     return wait_ready(service, replica=replica)
 
 
