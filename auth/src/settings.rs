@@ -229,8 +229,14 @@ mod tests {
             database_listen_url: Some("data/auth.db".into()),
             ..Settings::default()
         };
-        let err = sqlite.validate().expect_err("LISTEN needs PostgreSQL").to_string();
-        assert!(err.starts_with("invalid setting DATABASE_LISTEN_URL"), "{err}");
+        let err = sqlite
+            .validate()
+            .expect_err("LISTEN needs PostgreSQL")
+            .to_string();
+        assert!(
+            err.starts_with("invalid setting DATABASE_LISTEN_URL"),
+            "{err}"
+        );
         let err = common::settings::load_from::<Settings, _, _, _>([("DB_STATEMENT_CACHE", "off")])
             .expect_err("a bool")
             .to_string();

@@ -228,6 +228,10 @@ pub enum DbError {
     /// No connection could be had in time: the database is down or saturated (503).
     #[error("database unavailable")]
     Unavailable(#[source] diesel::r2d2::PoolError),
+    /// A connection was had, but the database did not answer in time: behind a pooler
+    /// (PgBouncer) whose server is gone, a query waits there instead of failing (503).
+    #[error("database did not answer within {0:?}")]
+    NoAnswer(std::time::Duration),
     /// A query failed.
     #[error("database query failed")]
     Query(#[from] DieselError),
@@ -253,7 +257,9 @@ impl DbError {
     /// 503 when the database cannot be reached (retrying later may work), else 500.
     pub fn status_code(&self) -> actix_web::http::StatusCode {
         match self {
-            DbError::Unavailable(_) => actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
+            DbError::Unavailable(_) | DbError::NoAnswer(_) => {
+                actix_web::http::StatusCode::SERVICE_UNAVAILABLE
+            }
             _ => actix_web::http::StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -264,7 +270,7 @@ impl DbError {
         tracing::error!(error = %crate::problem::chain(self), "database failure");
         let status = self.status_code();
         match self {
-            DbError::Unavailable(_) => crate::problem::response(
+            DbError::Unavailable(_) | DbError::NoAnswer(_) => crate::problem::response(
                 status,
                 format!("{service} database unavailable; retry later"),
             ),
@@ -492,12 +498,17 @@ pub fn ping(conn: &mut AnyConnection) -> Result<(), DieselError> {
 /// `/ready` asks, with a timeout shorter than the pool's so an outage is reported quickly.
 pub async fn check(pool: &Pool, timeout: std::time::Duration) -> Result<(), DbError> {
     let pool = pool.clone();
-    actix_web::web::block(move || {
+    let checked = actix_web::web::block(move || {
         let mut conn = pool.get_timeout(timeout).map_err(DbError::Unavailable)?;
         ping(&mut conn).map_err(DbError::from)
-    })
-    .await
-    .map_err(|_| DbError::Cancelled)?
+    });
+    // the ping too: through PgBouncer a connection is had at once, and the query then waits
+    // there for a server (up to its query_wait_timeout) when PostgreSQL is gone. The blocking
+    // thread finishes on its own when PgBouncer gives up.
+    match actix_web::rt::time::timeout(timeout, checked).await {
+        Ok(result) => result.map_err(|_| DbError::Cancelled)?,
+        Err(_) => Err(DbError::NoAnswer(timeout)),
+    }
 }
 
 #[cfg(test)]
