@@ -524,6 +524,35 @@ def primary_failover():
     check(consistent == [("0",)], "every balance equals the sum of its ledger")
 
 
+def revocation_across_replicas():
+    say("\n== a logout on one auth replica reaches the other's session cache (LISTEN/NOTIFY) ==")
+    auths = replicas("auth")
+    if len(auths) < 2:
+        say("skipped: one auth replica")
+        return
+    with open(f"{WORK}/auth.log", errors="replace") as log:
+        listening = sum("listening for revocations" in line for line in log)
+    env = dict(line.rstrip("\n").split("=", 1) for line in open(f"{WORK}/auth.env") if "=" in line)
+    via = "its own DATABASE_LISTEN_URL" if "DATABASE_LISTEN_URL" in env else "DATABASE_URL"
+    say(f"auth's replicas logged 'session cache on: listening for revocations' {listening} times ({via})")
+    check(listening >= len(auths), "every auth replica listens for revocations (its session cache is on)")
+    cookie = user("revoke")
+    checks = [call("GET", f"{r['url']}/auth", cookie=cookie).status for r in auths]
+    check(checks == [200] * len(auths), f"the session passes the forward-auth check on every replica: {checks}")
+    out = call("POST", f"{auths[0]['url']}/logout", cookie=cookie)
+    revoked = time.monotonic()
+    refused = None
+    while time.monotonic() - revoked < 2:
+        if call("GET", f"{auths[1]['url']}/auth", cookie=cookie).status == 401:
+            refused = time.monotonic() - revoked
+            break
+        time.sleep(0.01)
+    say(f"logout on {auths[0]['name']}: {out.status}; {auths[1]['name']} refuses the session "
+        + (f"{refused * 1000:.0f} ms later" if refused is not None else "not within 2 s"))
+    check(out.status == 200 and refused is not None and refused < 0.5,
+          "the other replica refuses the revoked session within 0.5 s")
+
+
 def notification_down_during_pays():
     say("\n== notification down during pays, then back ==")
     cookie = user("notify")
@@ -759,7 +788,8 @@ def main():
         chosen = sys.argv[sys.argv.index("--only") + 1]
         scenarios = [globals()[chosen]]
     else:
-        scenarios = [billing_killed_during_pays, replica_killed_under_load, notification_down_during_pays,
+        scenarios = [billing_killed_during_pays, replica_killed_under_load, revocation_across_replicas,
+                     notification_down_during_pays,
                      postgres_restarted, auth_down, sigterm_under_load, login_reveals_no_login,
                      no_secret_in_logs]
     for scenario in scenarios:
