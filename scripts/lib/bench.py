@@ -156,6 +156,9 @@ def group_pids(state):
     work = state["work"]
     roots = {"nginx": [read_int(os.path.join(d, "logs", "nginx.pid")) for d in state["nginx_dirs"]],
              "postgres": [read_int(os.path.join(state["pg_dir"], "data", "postmaster.pid"))]}
+    pgbouncer = os.path.join(state["pg_dir"], "pgbouncer", "pgbouncer.pid")
+    if os.path.exists(pgbouncer):   # --ha: the pooler's CPU is the database's
+        roots["postgres"].append(read_int(pgbouncer))
     for s in SERVICES:   # every replica (cluster.sh: WORK/<service>-<i>.pid)
         roots[s] = [read_int(p) for p in sorted(glob.glob(os.path.join(work, f"{s}-*.pid")))]
     return roots
