@@ -476,6 +476,7 @@ def primary_failover():
     time.sleep(1.5)
     crashed = time.monotonic()
     pg_ctl("-m", "immediate", "-w", "stop")   # a crash: no shutdown checkpoint, no goodbye
+    gone = time.monotonic()                    # a write may still have finished while pg_ctl ran
     time.sleep(1.0)                            # the operator's (or CloudNativePG's) detection
     subprocess.run(as_pg_owner([f"{PG['bin']}/pg_ctl", "-D", PG["standby"]["data"], "-w", "promote"]),
                    check=True, stdout=subprocess.DEVNULL, cwd="/")
@@ -485,14 +486,14 @@ def primary_failover():
     for t in threads:
         t.join()
     failed = [t for t, ok in events if not ok and t >= crashed]
-    back = min((t for t, ok in events if ok and t > crashed), default=None)
-    last_ok = max((t for t, ok in events if ok and t < crashed), default=crashed)
-    say(f"primary crashed at t=0; standby promoted at t={promoted - crashed:.2f} s; "
-        f"first write answered 200 after the crash at t={back - crashed:.2f} s" if back else
+    back = min((t for t, ok in events if ok and t > gone), default=None)
+    last_ok = max((t for t, ok in events if ok and t <= gone), default=crashed)
+    say(f"primary crashed at t=0 (gone at t={gone - crashed:.2f} s); standby promoted at t={promoted - crashed:.2f} s; "
+        f"first write answered 200 after it at t={back - crashed:.2f} s" if back else
         "no write succeeded after the crash")
     if back:
-        say(f"unavailability window (last write before the crash to the first after): {back - last_ok:.2f} s; "
-            f"{len(failed)} write requests failed meanwhile (5xx or no answer), of {len(events)}")
+        say(f"unavailability window (last write answered before the primary was gone to the first after): "
+            f"{back - last_ok:.2f} s; {len(failed)} write requests failed meanwhile (5xx or no answer), of {len(events)}")
     check(back is not None and back - promoted < 10, "writes succeed again within 10 s of the promotion, "
           "with no service restarted or reconfigured")
     check(all(pids_of(s) == p and all(map(alive, p)) for s, p in pids.items()), "no service was restarted")
