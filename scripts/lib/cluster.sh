@@ -82,7 +82,7 @@ cluster_pids() {
 }
 
 cluster_up() {
-  local s i r pg_port pg_env svc_env port_args port replicas=${CLUSTER_REPLICAS:-1}
+  local s i r pg_env svc_env port_args port replicas=${CLUSTER_REPLICAS:-1}
   CLUSTER_BIN=$1 CLUSTER_WORK=$2
   [[ "$replicas" =~ ^[1-9][0-9]?$ ]] || { echo "CLUSTER_REPLICAS must be 1-99, not $replicas" >&2; return 1; }
   kubectl kustomize k8s > "$CLUSTER_WORK/rendered.yaml"
@@ -90,21 +90,20 @@ cluster_up() {
 
   echo "== PostgreSQL, initialised like the StatefulSet =="
   start_postgres
-  pg_port=${PG_URL##*:}; pg_port=${pg_port%%/*}
   mapfile -t pg_env < <("$CLUSTER_PY" scripts/lib/env_from_manifests.py "$CLUSTER_WORK/rendered.yaml" StatefulSet/postgres postgres)
-  env "${pg_env[@]}" PGHOST=127.0.0.1 PGPORT="$pg_port" sh k8s/postgres-init.sh
+  env "${pg_env[@]}" PGHOST=127.0.0.1 PGPORT="$PG_PORT" sh k8s/postgres-init.sh
   echo "roles and databases: $(psql "$PG_URL" -Atc "select string_agg(datname, ' ' order by datname) from pg_database where datname in ('auth','billing','order','notification')")"
-  port_args=(postgres="$pg_port")
+  port_args=(postgres="$PG_PORT")
   if [ "${CLUSTER_PG_STANDBY:-0}" = 1 ]; then
     start_standby || return 1
-    port_args=(postgres="$pg_port,$PG_STANDBY_PORT")
+    port_args=(postgres="$PG_PORT,$PG_STANDBY_PORT")
   fi
   if [ "${CLUSTER_HA:-0}" = 1 ]; then
     echo "== PgBouncer, configured from k8s-ha/'s Pooler =="
     kubectl kustomize k8s-ha > "$CLUSTER_WORK/rendered-ha.yaml"
     CLUSTER_MANIFESTS=$CLUSTER_WORK/rendered-ha.yaml
     pgbouncer_up "$CLUSTER_MANIFESTS" || return 1
-    port_args+=(shop-pg-pooler-rw="$PGBOUNCER_PORT" shop-pg-rw="$pg_port")
+    port_args+=(shop-pg-pooler-rw="$PGBOUNCER_PORT" shop-pg-rw="$PG_PORT")
   fi
 
   for s in "${CLUSTER_SERVICES[@]}"; do
@@ -220,9 +219,7 @@ _services_proxy_start() {
   nginx -p "$dir/" -c nginx.conf -e stderr -t 2>&1 | tail -1
   nginx -p "$dir/" -c nginx.conf -e stderr &
   SERVICES_PROXY_PID=$!
-  for port in "${SVC_VIP[@]}"; do
-    for s in $(seq 1 50); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
-  done
+  for port in "${SVC_VIP[@]}"; do wait_listening "$port" || { echo "the Services do not listen on $port" >&2; return 1; }; done
   echo "the Services: $(for s in "${CLUSTER_SERVICES[@]}"; do printf '%s 127.0.0.1:%s → %s; ' "$s" "${SVC_VIP[$s]}" "${SVC_PORTS[$s]}"; done)"
 }
 

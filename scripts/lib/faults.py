@@ -238,6 +238,20 @@ def sql(database, query):
     return [tuple(line.split("\t")) for line in out.splitlines() if line]
 
 
+def check_balances():
+    """The guarantee behind every money scenario: no account's balance drifted from its ledger."""
+    consistent = sql("billing", "select count(*) from accounts a where a.balance <> "
+                                "(select coalesce(sum(amount), 0) from ledger l where l.user_id = a.user_id)")
+    check(consistent == [("0",)], "every balance equals the sum of its ledger")
+
+
+def charges_of(uids):
+    """order id -> ledger charges of it, for the users `uids` (comma-separated ids)."""
+    return {o: int(n) for o, n in sql(
+        "billing", f"select order_id, count(*) from ledger where user_id in ({uids}) and order_id is not null "
+                   "group by order_id")}
+
+
 # ---- scenarios ---------------------------------------------------------------------------
 
 def billing_killed_during_pays():
@@ -304,9 +318,7 @@ def billing_killed_during_pays():
     check(not lost, "no charge without a Processing order (no lost payment)")
     check(not doubled, "no order charged twice")
     check(len(paid) == users * (funds // price), f"exactly the {users * (funds // price)} payable orders were paid")
-    consistent = sql("billing", "select count(*) from accounts a where a.balance <> "
-                                "(select coalesce(sum(amount), 0) from ledger l where l.user_id = a.user_id)")
-    check(consistent == [("0",)], "every balance equals the sum of its ledger")
+    check_balances()
     check(all(answers[int(o)]["status"] == status[o] for o in status), "every pay's answer matches the order's final status")
     check(retried[0] > 0, "the kill landed during the stream (some pays had to be retried)")
     with open(f"{WORK}/order.log", errors="replace") as log:
@@ -397,9 +409,7 @@ def replica_killed_under_load():
     uids = ",".join(str(user_id(c)) for c in cookies)
     status = dict(sql("order", f"select id, status from orders where user_id in ({uids})"))
     keys = sql("order", f"select count(*), count(distinct idempotency_key) from orders where user_id in ({uids})")[0]
-    charges = {o: int(n) for o, n in sql(
-        "billing", f"select order_id, count(*) from ledger where user_id in ({uids}) and order_id is not null "
-                   "group by order_id")}
+    charges = charges_of(uids)
 
     def notified():
         return {o: int(n) for o, n in sql(
@@ -418,9 +428,7 @@ def replica_killed_under_load():
     check(len(paid) == len(orders), "every order was paid (none left Pending or Failed)")
     check(all(charges.get(o) == 1 for o in paid), "every paid order has exactly one ledger charge (none lost)")
     check(all(n == 1 for n in charges.values()), "no order charged twice")
-    consistent = sql("billing", "select count(*) from accounts a where a.balance <> "
-                                "(select coalesce(sum(amount), 0) from ledger l where l.user_id = a.user_id)")
-    check(consistent == [("0",)], "every balance equals the sum of its ledger")
+    check_balances()
     check(len(stored) == len(orders) and all(n == 1 for n in stored.values()),
           "every notification delivered exactly once (two order replicas share the outbox)")
     check(all(ready(s, r["name"]) == 200 for s in CLUSTER["services"] for r in replicas(s)),
@@ -509,9 +517,7 @@ def primary_failover():
     check(all(r.status == 200 and r.json()["status"] in ("Processing", "Failed") for r in retried),
           "every order left Pending was still payable, and paying it again settles it")
     status = dict(sql("order", f"select id, status from orders where user_id in ({uids})"))
-    charges = {o: int(n) for o, n in sql(
-        "billing", f"select order_id, count(*) from ledger where user_id in ({uids}) and order_id is not null "
-                   "group by order_id")}
+    charges = charges_of(uids)
     paid = [o for o, st in status.items() if st == "Processing"]
     say(f"{len(status)} orders: {len(paid)} Processing, {sum(st == 'Failed' for st in status.values())} Failed, "
         f"{sum(st == 'Pending' for st in status.values())} Pending; {sum(charges.values())} charges")
@@ -520,9 +526,7 @@ def primary_failover():
     check(all(status.get(o) == "Processing" for o in charges), "no charge without a Processing order")
     check(all(n == 1 for n in charges.values()), "no order charged twice")
     check(len(paid) == users * (funds // price), f"exactly the {users * (funds // price)} payable orders were paid")
-    consistent = sql("billing", "select count(*) from accounts a where a.balance <> "
-                                "(select coalesce(sum(amount), 0) from ledger l where l.user_id = a.user_id)")
-    check(consistent == [("0",)], "every balance equals the sum of its ledger")
+    check_balances()
 
 
 def revocation_across_replicas():

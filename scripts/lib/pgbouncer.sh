@@ -17,27 +17,24 @@ PGBOUNCER_DIR=""
 PGBOUNCER_URL=""
 
 pgbouncer_up() {
-  local rendered=$1 pg_port
-  pg_port=${PG_URL##*:}; pg_port=${pg_port%%/*}
+  local rendered=$1
   PGBOUNCER_DIR=$PG_DIR/pgbouncer
   mkdir -p "$PGBOUNCER_DIR"
   PGBOUNCER_PORT=$(free_port)
-  "$CLUSTER_PY" scripts/lib/pgbouncer_from_pooler.py "$rendered" "$PGBOUNCER_DIR" "$PGBOUNCER_PORT" "$pg_port" || return 1
+  "$CLUSTER_PY" scripts/lib/pgbouncer_from_pooler.py "$rendered" "$PGBOUNCER_DIR" "$PGBOUNCER_PORT" "$PG_PORT" || return 1
   _pgbouncer_start || return 1
   echo "PgBouncer $(pgbouncer --version | head -1 | cut -d' ' -f2) on 127.0.0.1:$PGBOUNCER_PORT," \
-    "$(sed -n 's/^pool_mode = //p' "$PGBOUNCER_DIR/pgbouncer.ini") pooling, in front of PostgreSQL on $pg_port"
+    "$(sed -n 's/^pool_mode = //p' "$PGBOUNCER_DIR/pgbouncer.ini") pooling, in front of PostgreSQL on $PG_PORT"
 }
 
 pgbouncer_for_tests() {
-  local pg_port
-  pg_port=${PG_URL##*:}; pg_port=${pg_port%%/*}
   PGBOUNCER_DIR=$PG_DIR/pgbouncer
   mkdir -p "$PGBOUNCER_DIR"
   PGBOUNCER_PORT=$(free_port)
   cat > "$PGBOUNCER_DIR/pgbouncer.ini" <<INI
 ; PgBouncer for the pooler tests (billing/tests/api/pooler.rs): transaction pooling
 [databases]
-* = host=127.0.0.1 port=$pg_port
+* = host=127.0.0.1 port=$PG_PORT
 [pgbouncer]
 listen_addr = 127.0.0.1
 listen_port = $PGBOUNCER_PORT
@@ -58,14 +55,10 @@ INI
 
 # _pgbouncer_start: runs PgBouncer on PGBOUNCER_DIR/pgbouncer.ini, back once it listens.
 _pgbouncer_start() {
-  local i
   command -v pgbouncer >/dev/null || { echo "pgbouncer is not installed (apt-get install pgbouncer)" >&2; return 1; }
   [ "$(id -u)" = 0 ] && chown postgres "$PGBOUNCER_DIR" "$PGBOUNCER_DIR"/*
   as_pg_owner pgbouncer -q -d "$PGBOUNCER_DIR/pgbouncer.ini" || { cat "$PGBOUNCER_DIR/pgbouncer.log" >&2; return 1; }
-  for i in $(seq 1 50); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$PGBOUNCER_PORT") 2>/dev/null && return 0
-    sleep 0.1
-  done
+  wait_listening "$PGBOUNCER_PORT" && return 0
   echo "PgBouncer does not listen on $PGBOUNCER_PORT:" >&2
   cat "$PGBOUNCER_DIR/pgbouncer.log" >&2
   return 1

@@ -1,6 +1,6 @@
 # Throwaway PostgreSQL for tests: sourced by scripts that need one.
 #
-#   start_postgres        # sets PG_URL=postgres://postgres@127.0.0.1:PORT/postgres, and
+#   start_postgres        # sets PG_URL=postgres://postgres@127.0.0.1:PORT/postgres, PG_PORT, and
 #                         # PG_BIN, PG_DIR, PG_OPTIONS (what pg_ctl needs to restart it)
 #   start_standby         # after start_postgres: a streaming replica of it, made by
 #                         # pg_basebackup, on another free port, in PG_DIR/standby; the
@@ -13,6 +13,7 @@
 
 PG_DIR=""
 PG_URL=""
+PG_PORT=""
 PG_BIN=""
 PG_OPTIONS=""
 PG_STANDBY_PORT=""
@@ -28,6 +29,17 @@ pg_bindir() {
 
 free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+}
+
+# wait_listening PORT: until something accepts connections on 127.0.0.1:PORT (at most 5 s);
+# status 1 if nothing does.
+wait_listening() {
+  local i
+  for i in $(seq 1 50); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+    sleep 0.1
+  done
+  return 1
 }
 
 as_pg_owner() {
@@ -48,13 +60,13 @@ start_postgres() {
   as_pg_owner "$bin/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/server.log" -w -t 30 -o "$PG_OPTIONS" \
     start >/dev/null || { cat "$PG_DIR/server.log" >&2; return 1; }
   PG_URL="postgres://postgres@127.0.0.1:$port/postgres"
+  PG_PORT=$port
   echo "PostgreSQL $("$bin/postgres" --version | awk '{print $3}') on 127.0.0.1:$port (data in $PG_DIR)"
 }
 
 start_standby() {
-  local port primary
+  local port primary=$PG_PORT
   port=$(free_port)
-  primary=${PG_URL##*:}; primary=${primary%%/*}
   # initdb's pg_hba (--auth=trust) lets loopback replicate; a fast checkpoint to start from,
   # or the copy waits for a spread one (up to 90 % of checkpoint_timeout, 4.5 min); run from
   # / as the postgres user cannot enter the caller's directory
@@ -88,7 +100,7 @@ stop_postgres() {
   if [ -d "$PG_DIR/standby" ]; then
     as_pg_owner "$bin/pg_ctl" -D "$PG_DIR/standby" -m fast -w stop >/dev/null 2>&1 || true
   fi
-  PG_STANDBY_PORT=""
+  PG_STANDBY_PORT="" PG_PORT=""
   rm -rf -- "$PG_DIR"
   PG_DIR=""
 }
